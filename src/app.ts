@@ -1,0 +1,210 @@
+/** @module app — assembles one Tally instance (store, aggregator, live hub, HTTP); no listen here. */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { type Aggregator, createAggregator, type DrainResult } from './aggregator/index.js';
+import type { Config } from './config.js';
+import { CounterService } from './counters/service.js';
+import { TallyError } from './errors.js';
+import { adminGuard } from './http/auth.js';
+import { registerErrorHandling } from './http/errors.js';
+import { counterRoutes, valueReply } from './http/routes/counters.js';
+import { eventRoutes } from './http/routes/events.js';
+import { healthRoutes } from './http/routes/health.js';
+import { webRoutes } from './http/routes/web.js';
+import { LiveHub } from './live/hub.js';
+import type { EventStream } from './live/sse.js';
+import type { Logger } from './obs/logger.js';
+import { Metrics } from './obs/metrics.js';
+import type { Store } from './store/interface.js';
+
+/** What `buildApp` needs besides config. */
+export interface AppDeps {
+  readonly store: Store;
+  readonly logger: Logger;
+  /** This instance's stable id (see instance.ts). */
+  readonly instanceId: string;
+  /** Defaults to a fresh registry with Node's default metrics. */
+  readonly metrics?: Metrics;
+}
+
+/** One assembled instance. */
+export interface Tally {
+  readonly app: FastifyInstance;
+  readonly store: Store;
+  readonly aggregator: Aggregator;
+  readonly hub: LiveHub;
+  readonly metrics: Metrics;
+  readonly counters: CounterService;
+  /**
+   * Clean stop: refuse new requests, end live streams, let in-flight requests finish, flush
+   * everything pending (retrying up to `drainTimeoutMs`), close the store.
+   */
+  close(): Promise<DrainResult>;
+}
+
+export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
+  const { store, logger, instanceId } = deps;
+  const metrics = deps.metrics ?? new Metrics();
+  const hub = new LiveHub(config.flushIntervalMs);
+  const firstSeq = (await store.lastSeq(instanceId)) + 1;
+  const flushLog = logger.child({ component: 'flusher' });
+
+  const aggregator = createAggregator(config.aggregator, {
+    store,
+    instanceId,
+    firstSeq,
+    flushIntervalMs: config.flushIntervalMs,
+    maxPending: config.maxPending,
+    maxBatchSize: config.maxBatchSize,
+    events: {
+      onApplied(batch, result, durationMs) {
+        metrics.batchesFlushed.inc();
+        metrics.countersFlushed.inc(batch.deltas.size);
+        metrics.flushDuration.observe(durationMs / 1000);
+        metrics.storeUp.set(1);
+        if (result.duplicate)
+          flushLog.warn({ seq: batch.seq }, 'batch was already applied; skipped');
+        if (result.rejected.length > 0) {
+          metrics.overflowRejected.inc(result.rejected.length);
+          flushLog.error(
+            { event: 'overflow_rejected', seq: batch.seq, counters: result.rejected.slice(0, 20) },
+            'deltas refused: value would leave ±(2^53-1)',
+          );
+        }
+        hub.publish(result.values);
+      },
+      onFlushError(batch, err, failures) {
+        metrics.flushFailures.inc();
+        metrics.storeErrors.labels('applyBatch').inc();
+        metrics.storeUp.set(0);
+        flushLog.error(
+          { event: 'flush_failed', seq: batch.seq, counters: batch.deltas.size, failures, err },
+          'flush failed; batch kept for retry',
+        );
+      },
+      onRecovered() {
+        flushLog.info(
+          { event: 'flush_recovered' },
+          'store reachable again; pending increments flushed',
+        );
+      },
+    },
+  });
+
+  // Values other instances flushed: refresh estimates and tell local streams.
+  const unwatch = store.watch?.((changes) => {
+    for (const [name, value] of changes) {
+      if (aggregator.inflightDelta(name) === 0) aggregator.learn(name, value);
+    }
+    hub.publish(changes);
+  });
+
+  const counters = new CounterService(store, aggregator, hub);
+  const streams = new Set<EventStream>();
+  let closing = false;
+
+  const app: FastifyInstance = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: config.bodyLimitBytes,
+    // Counter names are up to 128 characters; find-my-way's default cap is 100.
+    maxParamLength: 256,
+    return503OnClosing: true,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomId(),
+  });
+
+  // One JSON parser: an empty body means "no body" (curl -X POST), anything else must parse.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    const text = body as string;
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(new TallyError('INVALID_JSON'), undefined);
+    }
+  });
+
+  registerErrorHandling(app);
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.httpRequests
+      .labels(request.routeOptions.url ?? 'unmatched', request.method, String(reply.statusCode))
+      .inc();
+    if (logger.isLevelEnabled('debug')) {
+      request.log.debug(
+        {
+          method: request.method,
+          url: request.url,
+          status: reply.statusCode,
+          ms: reply.elapsedTime,
+        },
+        'request',
+      );
+    }
+  });
+  app.addHook('preClose', async () => {
+    for (const s of streams) s.end();
+  });
+
+  await app.register(healthRoutes, {
+    store,
+    aggregator,
+    metrics,
+    instanceId,
+    closing: () => closing,
+  });
+  await app.register(counterRoutes, {
+    counters,
+    metrics,
+    requireAdmin: adminGuard(config.adminToken),
+  });
+  await app.register(eventRoutes, {
+    counters,
+    hub,
+    metrics,
+    streams,
+    maxClients: config.maxSseClients,
+    heartbeatMs: config.sseHeartbeatMs,
+  });
+
+  await app.register(webRoutes, { flushIntervalMs: config.flushIntervalMs });
+  if (config.benchRoutes) {
+    // The benchmark's ceiling: same framework, hooks, parser and serializer; no counting.
+    app.post(
+      '/api/v1/noop',
+      { schema: { response: { 202: valueReply } } },
+      async (_request, reply) => {
+        reply.code(202);
+        return { name: 'noop', value: 0 };
+      },
+    );
+  }
+
+  aggregator.start();
+
+  let closed: Promise<DrainResult> | undefined;
+  const close = (): Promise<DrainResult> => {
+    closed ??= (async () => {
+      closing = true;
+      await app.close();
+      const result = await aggregator.drain(config.drainTimeoutMs);
+      if (!result.drained) {
+        logger.error(
+          { event: 'drain_incomplete', unflushed: result.unflushed },
+          'stopped with unflushed increments',
+        );
+      }
+      unwatch?.();
+      hub.close();
+      await store.close();
+      return result;
+    })();
+    return closed;
+  };
+
+  return { app, store, aggregator, hub, metrics, counters, close };
+}
+
+function randomId(): string {
+  return Math.random().toString(36).slice(2, 10) + Date.now().toString(36).slice(-4);
+}

@@ -1,0 +1,177 @@
+/** @module config — one schema over environment variables and `tally serve` flags, parsed once. */
+import { z } from 'zod';
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const bool = z
+  .union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])])
+  .transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
+
+/**
+ * Every setting: its environment variable, schema (with default) and one line of documentation.
+ * The README's configuration table is this list.
+ */
+export const SETTINGS = {
+  port: {
+    env: 'TALLY_PORT',
+    schema: int(0, 65535).default(8080),
+    doc: 'TCP port to listen on (0 = any free port)',
+  },
+  host: {
+    env: 'TALLY_HOST',
+    schema: z.string().min(1).default('127.0.0.1'),
+    doc: 'Address to bind; 0.0.0.0 to accept remote clients',
+  },
+  store: {
+    env: 'TALLY_STORE',
+    schema: z.enum(['sqlite', 'memory', 'redis', 'redis-cluster']).default('sqlite'),
+    doc: 'Storage backend',
+  },
+  sqlitePath: {
+    env: 'TALLY_SQLITE_PATH',
+    schema: z.string().min(1).default('./data/tally.db'),
+    doc: 'SQLite database file (sqlite store)',
+  },
+  redisUrl: {
+    env: 'TALLY_REDIS_URL',
+    schema: z.string().min(1).default('redis://127.0.0.1:6379'),
+    doc: 'redis:// or rediss:// URL; for redis-cluster, comma-separated seed URLs',
+  },
+  redisKeyPrefix: {
+    env: 'TALLY_REDIS_PREFIX',
+    schema: z.string().max(64).default('tally:'),
+    doc: 'Prefix of every Redis key, so several apps can share one Redis',
+  },
+  dataDir: {
+    env: 'TALLY_DATA_DIR',
+    schema: z.string().min(1).default('./data'),
+    doc: 'Directory for the instance id file and the write-ahead log',
+  },
+  instanceId: {
+    env: 'TALLY_INSTANCE_ID',
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,64}$/)
+      .optional(),
+    doc: 'Stable id of this instance (default: generated once, kept in the data dir)',
+  },
+  aggregator: {
+    env: 'TALLY_AGGREGATOR',
+    schema: z.enum(['accumulate', 'queue']).default('accumulate'),
+    doc: 'Write-behind design: accumulate (timer flush) or queue (pull worker)',
+  },
+  flushIntervalMs: {
+    env: 'TALLY_FLUSH_INTERVAL_MS',
+    schema: int(1, 60_000).default(100),
+    doc: 'Accumulate: milliseconds between flushes (±10% jitter); also the SSE coalescing window',
+  },
+  maxPending: {
+    env: 'TALLY_MAX_PENDING',
+    schema: int(1, 100_000_000).default(1_000_000),
+    doc: 'Pending work bound: distinct pending counters (accumulate) or queued increments (queue); past it, 503 OVERLOADED',
+  },
+  maxBatchSize: {
+    env: 'TALLY_MAX_BATCH',
+    schema: int(1, 10_000_000).default(100_000),
+    doc: 'Queue: most queued increments one drain takes into a batch',
+  },
+  drainTimeoutMs: {
+    env: 'TALLY_DRAIN_TIMEOUT_MS',
+    schema: int(0, 600_000).default(10_000),
+    doc: 'On SIGTERM/SIGINT: how long to keep retrying the final flush',
+  },
+  adminToken: {
+    env: 'TALLY_ADMIN_TOKEN',
+    schema: z.string().min(16).optional(),
+    doc: 'Bearer token for PUT/DELETE (at least 16 characters); unset = admin routes answer 403',
+  },
+  logDir: {
+    env: 'TALLY_LOG_DIR',
+    schema: z.string().min(1).default('./log'),
+    doc: 'Directory of app.log and error.log',
+  },
+  logLevel: {
+    env: 'TALLY_LOG_LEVEL',
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    doc: 'Log level for stdout and app.log (error.log always takes errors)',
+  },
+  logFiles: {
+    env: 'TALLY_LOG_FILES',
+    schema: bool.default(true),
+    doc: 'Write app.log and error.log (false: stdout only)',
+  },
+  logMaxBytes: {
+    env: 'TALLY_LOG_MAX_BYTES',
+    schema: int(1024, 1 << 30).default(50 * 1024 * 1024),
+    doc: 'Rotate a log file when it reaches this size (bytes); also rotated daily',
+  },
+  logKeepFiles: {
+    env: 'TALLY_LOG_KEEP',
+    schema: int(0, 1000).default(14),
+    doc: 'Rotated files kept per log (app.log.1 … app.log.N)',
+  },
+  maxSseClients: {
+    env: 'TALLY_MAX_SSE_CLIENTS',
+    schema: int(0, 1_000_000).default(10_000),
+    doc: 'Live event streams per instance; past it, 503 TOO_MANY_SSE_CLIENTS',
+  },
+  sseHeartbeatMs: {
+    env: 'TALLY_SSE_HEARTBEAT_MS',
+    schema: int(100, 600_000).default(15_000),
+    doc: 'Milliseconds between SSE heartbeat comments',
+  },
+  bodyLimitBytes: {
+    env: 'TALLY_BODY_LIMIT_BYTES',
+    schema: int(64, 16 * 1024 * 1024).default(256 * 1024),
+    doc: 'Largest request body (bytes); a 1000-item batch needs about 100 KiB',
+  },
+  benchRoutes: {
+    env: 'TALLY_BENCH_ROUTES',
+    schema: bool.default(false),
+    doc: 'Expose POST /api/v1/noop (the benchmark ceiling: same stack, no counting)',
+  },
+  workers: {
+    env: 'TALLY_WORKERS',
+    schema: int(0, 256).default(1),
+    doc: 'Processes sharing the port (node:cluster); 0 = one per core',
+  },
+} as const;
+
+type Settings = typeof SETTINGS;
+/** Tally's configuration, after parsing and defaults; frozen. */
+export type Config = { readonly [K in keyof Settings]: z.output<Settings[K]['schema']> };
+/** Raw values by config key, as flags give them. */
+export type ConfigInput = { [K in keyof Settings]?: unknown };
+
+/** A bad setting: the message names the variable and what was wrong. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * Parses config from environment variables, with `overrides` (CLI flags, tests) winning.
+ * Throws ConfigError naming the first bad variable.
+ */
+export function loadConfig(
+  env: Record<string, string | undefined> = process.env,
+  overrides: ConfigInput = {},
+): Config {
+  const out: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [key, setting] of Object.entries(SETTINGS)) {
+    const fromFlag = (overrides as Record<string, unknown>)[key];
+    const raw = fromFlag !== undefined ? fromFlag : emptyToUndefined(env[setting.env]);
+    const parsed = (setting.schema as z.ZodType).safeParse(raw);
+    if (parsed.success) {
+      out[key] = parsed.data;
+    } else {
+      const why = parsed.error.issues.map((i) => i.message).join('; ');
+      problems.push(`${setting.env}=${JSON.stringify(raw)}: ${why}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join(', ')}`);
+  return Object.freeze(out) as Config;
+}
+
+function emptyToUndefined(v: string | undefined): string | undefined {
+  return v === undefined || v.trim() === '' ? undefined : v;
+}

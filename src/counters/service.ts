@@ -1,0 +1,160 @@
+/** @module counters/service — the operations routes call; ties aggregator, store and live hub. */
+import type { Aggregator, Increment } from '../aggregator/index.js';
+import { TallyError } from '../errors.js';
+import type { LiveHub } from '../live/hub.js';
+import type { ListOptions, ListPage, Store } from '../store/interface.js';
+
+/** eventual: answer from memory (202); strong: answer once the store holds it (200). */
+export type Consistency = 'eventual' | 'strong';
+
+/** A counter's value as the API reports it. */
+export interface CounterReading {
+  readonly name: string;
+  readonly value: number;
+  /** True when the store could not be read and the value is this instance's last estimate. */
+  readonly stale?: boolean;
+}
+
+/** How long the first-touch read of an unknown counter may take before we answer without it. */
+const WARM_TIMEOUT_MS = 250;
+
+/**
+ * Counter operations. Increments go through the aggregator (no I/O for a counter this instance
+ * has seen); admin writes are ordered against pending increments with `exclusive`.
+ */
+export class CounterService {
+  private readonly warming = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly aggregator: Aggregator,
+    private readonly hub: LiveHub,
+  ) {}
+
+  /**
+   * Adds `by` to a counter. Eventual: returns the estimate at once. Strong: waits until the
+   * store holds it and returns the stored value right after the batch that carried it.
+   */
+  async increment(name: string, by: number, consistency: Consistency): Promise<number> {
+    if (consistency === 'strong') {
+      // Fail fast while the store is known to be down instead of piling up waiters.
+      if (!this.aggregator.healthy())
+        throw new TallyError('STORE_UNAVAILABLE', undefined, { retryAfterS: 1 });
+      this.aggregator.add(name, by);
+      await this.confirm(this.aggregator.currentTicket());
+      return this.aggregator.knownValue(name) ?? (await this.store.get(name));
+    }
+    if (!this.aggregator.knows(name)) await this.warm(name);
+    return this.aggregator.add(name, by);
+  }
+
+  /** Adds a batch of increments, all or none. Returns how many were accepted. */
+  async incrementMany(items: readonly Increment[], consistency: Consistency): Promise<number> {
+    if (consistency === 'strong' && !this.aggregator.healthy()) {
+      throw new TallyError('STORE_UNAVAILABLE', undefined, { retryAfterS: 1 });
+    }
+    const ticket = this.aggregator.addMany(items);
+    if (consistency === 'strong') await this.confirm(ticket);
+    return items.length;
+  }
+
+  private async confirm(ticket: number): Promise<void> {
+    try {
+      await this.aggregator.waitDurable(ticket);
+    } catch (err) {
+      throw new TallyError('NOT_CONFIRMED', undefined, { cause: err, retryAfterS: 1 });
+    }
+  }
+
+  /** Reads a counter. Strong flushes this instance's pending increments first. */
+  async get(name: string, consistency: Consistency): Promise<CounterReading> {
+    if (consistency === 'strong') {
+      try {
+        await this.aggregator.waitDurable();
+      } catch (err) {
+        throw new TallyError('STORE_UNAVAILABLE', undefined, { cause: err, retryAfterS: 1 });
+      }
+      return { name, value: await this.readStore(name) };
+    }
+    try {
+      await this.readStore(name);
+    } catch (err) {
+      if (!this.aggregator.knows(name)) throw err;
+      return { name, value: this.aggregator.estimate(name), stale: true };
+    }
+    return { name, value: this.aggregator.estimate(name) };
+  }
+
+  /** Overwrites a counter; increments accepted before apply first, later ones after. */
+  async set(name: string, value: number): Promise<void> {
+    await this.wrapStore(() =>
+      this.aggregator.exclusive(async () => {
+        await this.store.set(name, value);
+        this.aggregator.learn(name, value);
+      }),
+    );
+    this.hub.publish(new Map([[name, this.aggregator.estimate(name)]]));
+  }
+
+  /** Deletes a counter (it then reads 0); true if it existed. */
+  async delete(name: string): Promise<boolean> {
+    const existed = await this.wrapStore(() =>
+      this.aggregator.exclusive(async () => {
+        const found = await this.store.delete(name);
+        this.aggregator.learn(name, 0);
+        return found;
+      }),
+    );
+    this.hub.publish(new Map([[name, this.aggregator.estimate(name)]]));
+    return existed;
+  }
+
+  /** Lists stored counters (flushed values). */
+  list(options: ListOptions): Promise<ListPage> {
+    return this.wrapStore(() => this.store.list(options));
+  }
+
+  /**
+   * Reads the stored value and refreshes this instance's known value, unless one of our batches
+   * was applied meanwhile (the read may then predate it, and learning it would step back).
+   */
+  private async readStore(name: string): Promise<number> {
+    const epoch = this.aggregator.appliedBatches();
+    const value = await this.wrapStore(() => this.store.get(name));
+    if (epoch === this.aggregator.appliedBatches() && this.aggregator.inflightDelta(name) === 0) {
+      this.aggregator.learn(name, value);
+    }
+    return value;
+  }
+
+  /**
+   * First touch of a counter this instance has not seen: one read so the estimate starts from
+   * the stored value, shared by concurrent requests and bounded in time. If the store is slow
+   * or down the increment is still accepted; the estimate then starts from pending deltas.
+   */
+  private warm(name: string): Promise<void> {
+    let p = this.warming.get(name);
+    if (p === undefined) {
+      const read = this.store.get(name).then(
+        (v) => this.aggregator.learnIfUnknown(name, v),
+        () => undefined,
+      );
+      p = Promise.race([read, delay(WARM_TIMEOUT_MS)]).finally(() => this.warming.delete(name));
+      this.warming.set(name, p);
+    }
+    return p;
+  }
+
+  private async wrapStore<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      if (err instanceof TallyError) throw err;
+      throw new TallyError('STORE_UNAVAILABLE', undefined, { cause: err, retryAfterS: 1 });
+    }
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

@@ -1,0 +1,76 @@
+/** @module errors — the one registry of Tally's error codes, each with a fixed HTTP status. */
+
+/** Every error code Tally answers with. Codes are stable API: clients may switch on them. */
+export const ERRORS = {
+  INVALID_NAME: {
+    status: 400,
+    message: 'Counter names are 1-128 characters of A-Za-z0-9_.:- starting with a letter or digit',
+  },
+  INVALID_JSON: { status: 400, message: 'The body is not valid JSON' },
+  INVALID_BODY: { status: 400, message: 'The body does not have the expected shape' },
+  UNKNOWN_FIELD: { status: 400, message: 'The body has a field this route does not accept' },
+  INVALID_NUMBER: { status: 400, message: 'Expected an integer' },
+  NUMBER_OUT_OF_RANGE: { status: 400, message: 'The number is outside the allowed range' },
+  INVALID_QUERY: { status: 400, message: 'A query parameter is invalid' },
+  INVALID_HEADER: { status: 400, message: 'A request header is invalid' },
+  BAD_REQUEST: { status: 400, message: 'The request is malformed' },
+  BATCH_TOO_LARGE: { status: 400, message: 'A batch holds 1 to 1000 increments' },
+  BODY_TOO_LARGE: { status: 413, message: 'The body is larger than the limit' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Send JSON with Content-Type: application/json' },
+  UNAUTHORIZED: { status: 401, message: 'A valid admin bearer token is required' },
+  ADMIN_DISABLED: {
+    status: 403,
+    message: 'Admin routes are disabled: no admin token is configured',
+  },
+  NOT_FOUND: { status: 404, message: 'No such route' },
+  METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed on this route' },
+  COUNTER_OVERFLOW: {
+    status: 422,
+    message: 'The counter would leave the range ±(2^53-1); nothing was applied',
+  },
+  IDEMPOTENCY_KEY_REUSED: {
+    status: 422,
+    message: 'This Idempotency-Key was used for a different request',
+  },
+  TOO_MANY_SSE_CLIENTS: { status: 503, message: 'Too many live streams on this instance' },
+  OVERLOADED: { status: 503, message: 'Too much pending work; retry after the Retry-After delay' },
+  STORE_UNAVAILABLE: { status: 503, message: 'The store is unavailable' },
+  NOT_CONFIRMED: {
+    status: 503,
+    message:
+      'The increment was accepted but the store did not confirm it in time; it will be applied once, do not retry without an Idempotency-Key',
+  },
+  LOG_UNAVAILABLE: {
+    status: 503,
+    message: 'The write-ahead log cannot be written; increments are refused',
+  },
+  SHUTTING_DOWN: { status: 503, message: 'This instance is shutting down' },
+  INTERNAL: { status: 500, message: 'Internal error' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+/** A stable error code, e.g. `INVALID_NAME`. */
+export type ErrorCode = keyof typeof ERRORS;
+
+/** The one error type Tally throws on purpose: a stable code, an HTTP status and a cause. */
+export class TallyError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Seconds for a Retry-After header, on 503s. */
+  readonly retryAfterS: number | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    options?: { cause?: unknown; retryAfterS?: number },
+  ) {
+    super(message ?? ERRORS[code].message, { cause: options?.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.retryAfterS = options?.retryAfterS;
+  }
+}
+
+export function isTallyError(err: unknown): err is TallyError {
+  return err instanceof TallyError;
+}

@@ -1,0 +1,150 @@
+/** @module http/routes/counters — the counters API under /api/v1. */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Increment } from '../../aggregator/index.js';
+import type { Consistency, CounterService } from '../../counters/service.js';
+import {
+  asObject,
+  assertBy,
+  assertName,
+  assertValue,
+  MAX_BATCH_ITEMS,
+} from '../../counters/validate.js';
+import { TallyError } from '../../errors.js';
+import type { Metrics } from '../../obs/metrics.js';
+
+export interface CounterRoutesOptions {
+  readonly counters: CounterService;
+  readonly metrics: Metrics;
+  readonly requireAdmin: (request: FastifyRequest) => void;
+}
+
+type NameParams = { Params: { name: string }; Querystring: Record<string, unknown> };
+
+const PREFIX_RE = /^[A-Za-z0-9_.:-]{0,128}$/;
+
+// Response schemas let fast-json-stringify serialise the hot routes.
+export const valueReply = {
+  type: 'object',
+  properties: { name: { type: 'string' }, value: { type: 'number' }, stale: { type: 'boolean' } },
+  required: ['name', 'value'],
+} as const;
+
+export async function counterRoutes(
+  app: FastifyInstance,
+  opts: CounterRoutesOptions,
+): Promise<void> {
+  const { counters, metrics, requireAdmin } = opts;
+  const accepted = {
+    eventual: metrics.incrementsAccepted.labels('eventual'),
+    strong: metrics.incrementsAccepted.labels('strong'),
+  };
+
+  app.post<NameParams & { Body: unknown }>(
+    '/api/v1/counters/:name/increment',
+    { schema: { response: { 200: valueReply, 202: valueReply } } },
+    async (request, reply) => {
+      const name = assertName(request.params.name);
+      const body = asObject(request.body, ['by']);
+      const by = body.by === undefined ? 1 : assertBy(body.by);
+      const consistency = parseConsistency(request.query);
+      const value = await counters.increment(name, by, consistency);
+      accepted[consistency].inc();
+      reply.code(consistency === 'strong' ? 200 : 202);
+      return { name, value };
+    },
+  );
+
+  app.post<{ Body: unknown; Querystring: Record<string, unknown> }>(
+    '/api/v1/increments',
+    async (request, reply) => {
+      const body = asObject(request.body, ['increments']);
+      const items = parseBatch(body.increments);
+      const consistency = parseConsistency(request.query);
+      const n = await counters.incrementMany(items, consistency);
+      accepted[consistency].inc(n);
+      reply.code(consistency === 'strong' ? 200 : 202);
+      return { accepted: n };
+    },
+  );
+
+  app.get<NameParams>(
+    '/api/v1/counters/:name',
+    { schema: { response: { 200: valueReply } } },
+    async (request) => {
+      const name = assertName(request.params.name);
+      return counters.get(name, parseConsistency(request.query));
+    },
+  );
+
+  app.put<NameParams & { Body: unknown }>('/api/v1/counters/:name', async (request) => {
+    requireAdmin(request);
+    const name = assertName(request.params.name);
+    const body = asObject(request.body, ['value']);
+    if (body.value === undefined) throw new TallyError('INVALID_BODY', 'The body needs "value"');
+    const value = assertValue(body.value);
+    await counters.set(name, value);
+    request.log.info({ counter: name, value }, 'counter set');
+    return { name, value };
+  });
+
+  app.delete<NameParams>('/api/v1/counters/:name', async (request) => {
+    requireAdmin(request);
+    const name = assertName(request.params.name);
+    const deleted = await counters.delete(name);
+    request.log.info({ counter: name, deleted }, 'counter deleted');
+    return { name, deleted };
+  });
+
+  app.get<{ Querystring: Record<string, unknown> }>('/api/v1/counters', async (request) => {
+    const q = request.query;
+    const prefix = q.prefix === undefined ? '' : q.prefix;
+    if (typeof prefix !== 'string' || !PREFIX_RE.test(prefix)) {
+      throw new TallyError(
+        'INVALID_QUERY',
+        '"prefix" must be up to 128 characters of A-Za-z0-9_.:-',
+      );
+    }
+    let limit = 100;
+    if (q.limit !== undefined) {
+      limit = typeof q.limit === 'string' && /^\d{1,4}$/.test(q.limit) ? Number(q.limit) : 0;
+      if (limit < 1 || limit > 1000)
+        throw new TallyError('INVALID_QUERY', '"limit" must be an integer from 1 to 1000');
+    }
+    const cursor = q.cursor;
+    if (
+      cursor !== undefined &&
+      (typeof cursor !== 'string' || !/^[A-Za-z0-9_-]{0,200}$/.test(cursor))
+    ) {
+      throw new TallyError('INVALID_QUERY', '"cursor" is not a cursor this API returned');
+    }
+    return counters.list({ prefix, limit, cursor });
+  });
+}
+
+function parseConsistency(query: Record<string, unknown>): Consistency {
+  const c = query.consistency;
+  if (c === undefined || c === 'eventual') return 'eventual';
+  if (c === 'strong') return 'strong';
+  throw new TallyError('INVALID_QUERY', '"consistency" must be "eventual" or "strong"');
+}
+
+function parseBatch(raw: unknown): Increment[] {
+  if (!Array.isArray(raw)) throw new TallyError('INVALID_BODY', '"increments" must be an array');
+  if (raw.length < 1 || raw.length > MAX_BATCH_ITEMS) throw new TallyError('BATCH_TOO_LARGE');
+  const items: Increment[] = new Array(raw.length);
+  for (let i = 0; i < raw.length; i++) {
+    try {
+      const entry = raw[i];
+      if (entry === null || typeof entry !== 'object') {
+        throw new TallyError('INVALID_BODY', 'each increment must be an object');
+      }
+      const item = asObject(entry, ['name', 'by']);
+      items[i] = { name: assertName(item.name), by: item.by === undefined ? 1 : assertBy(item.by) };
+    } catch (err) {
+      if (err instanceof TallyError)
+        throw new TallyError(err.code, `increments[${i}]: ${err.message}`);
+      throw err;
+    }
+  }
+  return items;
+}

@@ -1,0 +1,57 @@
+/** @module http/routes/events — live values of one counter as Server-Sent Events. */
+import type { FastifyInstance } from 'fastify';
+import type { CounterService } from '../../counters/service.js';
+import { assertName } from '../../counters/validate.js';
+import { TallyError } from '../../errors.js';
+import type { LiveHub } from '../../live/hub.js';
+import { type EventStream, openEventStream } from '../../live/sse.js';
+import type { Metrics } from '../../obs/metrics.js';
+
+export interface EventRoutesOptions {
+  readonly counters: CounterService;
+  readonly hub: LiveHub;
+  readonly metrics: Metrics;
+  readonly maxClients: number;
+  readonly heartbeatMs: number;
+  /** Every open stream, so shutdown can end them. */
+  readonly streams: Set<EventStream>;
+}
+
+export async function eventRoutes(app: FastifyInstance, opts: EventRoutesOptions): Promise<void> {
+  const { counters, hub, metrics, streams } = opts;
+
+  app.get<{ Params: { name: string } }>('/api/v1/counters/:name/events', async (request, reply) => {
+    const name = assertName(request.params.name);
+    if (streams.size >= opts.maxClients)
+      throw new TallyError('TOO_MANY_SSE_CLIENTS', undefined, { retryAfterS: 5 });
+    reply.hijack();
+    let unsubscribe = () => {};
+    const stream = openEventStream(reply.raw, {
+      heartbeatMs: opts.heartbeatMs,
+      onClose: () => {
+        unsubscribe();
+        streams.delete(stream);
+        metrics.sseClients.set(streams.size);
+      },
+    });
+    streams.add(stream);
+    metrics.sseClients.set(streams.size);
+
+    // Subscribe before reading so no change is missed; hold changes until the first value is out.
+    let first: number | undefined;
+    let latest: number | undefined;
+    unsubscribe = hub.subscribe(name, (value) => {
+      if (first === undefined) latest = value;
+      else stream.send('value', { name, value });
+    });
+    let current: number;
+    try {
+      current = (await counters.get(name, 'eventual')).value;
+    } catch {
+      current = latest ?? 0;
+    }
+    first = current;
+    stream.send('value', { name, value: current });
+    if (latest !== undefined && latest !== current) stream.send('value', { name, value: latest });
+  });
+}

@@ -1,0 +1,114 @@
+/** @module live/hub — fans counter value changes out to local subscribers, throttled per counter. */
+
+/** Receives a counter's latest value. */
+export type ValueListener = (value: number) => void;
+
+interface Topic {
+  readonly listeners: Set<ValueListener>;
+  lastValue: number | undefined;
+  lastEmitAt: number;
+  timer: NodeJS.Timeout | null;
+  pending: number | undefined;
+}
+
+/**
+ * One per process. Values come from this instance's flushes and from other instances (store
+ * `watch`); each counter's subscribers get at most one event per `windowMs` (leading edge: the
+ * first change goes out at once, later ones within the window are merged into one at its end),
+ * and never the same value twice in a row.
+ */
+export class LiveHub {
+  private readonly topics = new Map<string, Topic>();
+  private subscriberCount = 0;
+
+  /** @param windowMs coalescing window per counter, in ms (the flush interval). */
+  constructor(private readonly windowMs: number) {}
+
+  /** Subscribers across all counters. */
+  get size(): number {
+    return this.subscriberCount;
+  }
+
+  /** Adds a listener; returns the function that removes it. */
+  subscribe(name: string, listener: ValueListener, current?: number): () => void {
+    let topic = this.topics.get(name);
+    if (topic === undefined) {
+      topic = {
+        listeners: new Set(),
+        lastValue: current,
+        lastEmitAt: 0,
+        timer: null,
+        pending: undefined,
+      };
+      this.topics.set(name, topic);
+    }
+    topic.listeners.add(listener);
+    this.subscriberCount++;
+    const t = topic;
+    let active = true;
+    return () => {
+      if (!active) return;
+      active = false;
+      t.listeners.delete(listener);
+      this.subscriberCount--;
+      if (t.listeners.size === 0) {
+        if (t.timer !== null) clearTimeout(t.timer);
+        this.topics.delete(name);
+      }
+    };
+  }
+
+  /** Offers new values; only counters with subscribers cost anything. */
+  publish(changes: ReadonlyMap<string, number>): void {
+    if (this.topics.size === 0) return;
+    // Iterate the smaller side: a batch may carry a million counters and few are watched.
+    if (changes.size <= this.topics.size) {
+      for (const [name, value] of changes) {
+        const topic = this.topics.get(name);
+        if (topic !== undefined) this.offer(topic, value);
+      }
+    } else {
+      for (const [name, topic] of this.topics) {
+        const value = changes.get(name);
+        if (value !== undefined) this.offer(topic, value);
+      }
+    }
+  }
+
+  /** Stops all timers and drops every subscriber. */
+  close(): void {
+    for (const topic of this.topics.values()) if (topic.timer !== null) clearTimeout(topic.timer);
+    this.topics.clear();
+    this.subscriberCount = 0;
+  }
+
+  private offer(topic: Topic, value: number): void {
+    const now = Date.now();
+    if (topic.timer !== null) {
+      topic.pending = value;
+      return;
+    }
+    if (now - topic.lastEmitAt >= this.windowMs) {
+      this.emit(topic, value, now);
+      return;
+    }
+    topic.pending = value;
+    topic.timer = setTimeout(
+      () => {
+        topic.timer = null;
+        const v = topic.pending;
+        topic.pending = undefined;
+        if (v !== undefined) this.emit(topic, v, Date.now());
+      },
+      this.windowMs - (now - topic.lastEmitAt),
+    );
+    topic.timer.unref();
+  }
+
+  private emit(topic: Topic, value: number, now: number): void {
+    if (value === topic.lastValue) return;
+    topic.lastValue = value;
+    topic.lastEmitAt = now;
+    for (const listener of topic.listeners) listener(value);
+  }
+}

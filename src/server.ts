@@ -1,0 +1,75 @@
+/** @module server — runs one Tally instance: listen, print the URL, drain on SIGTERM/SIGINT. */
+import { buildApp, type Tally } from './app.js';
+import type { Config } from './config.js';
+import { resolveInstanceId } from './instance.js';
+import { createLogger } from './obs/logger.js';
+import { createStore } from './store/index.js';
+
+/** Options for {@link runServer}. */
+export interface RunOptions {
+  /** Appended to the instance id (cluster workers use `-w1`, `-w2`, …). @default '' */
+  readonly instanceSuffix?: string;
+  /** Install SIGTERM/SIGINT handlers that drain and exit. @default true */
+  readonly handleSignals?: boolean;
+}
+
+/** Starts serving; resolves once listening, with the instance and its URL. */
+export async function runServer(
+  config: Config,
+  options: RunOptions = {},
+): Promise<{ tally: Tally; url: string }> {
+  const log = createLogger({
+    level: config.logLevel,
+    dir: config.logFiles ? config.logDir : undefined,
+    maxBytes: config.logMaxBytes,
+    keep: config.logKeepFiles,
+  });
+  const logger = log.logger;
+  const instanceId = resolveInstanceId(
+    config.dataDir,
+    config.instanceId,
+    options.instanceSuffix ?? '',
+  );
+  const store = await createStore(config);
+  const tally = await buildApp(config, { store, logger, instanceId });
+  const address = await tally.app.listen({ port: config.port, host: config.host });
+  const url = address.replace('[::1]', 'localhost');
+  logger.info(
+    { event: 'listening', url, store: store.kind, aggregator: config.aggregator, instanceId },
+    `Tally listening on ${url}`,
+  );
+
+  if (options.handleSignals ?? true) {
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ event: 'stopping', signal }, 'stopping: draining pending increments');
+      let code = 0;
+      try {
+        const result = await tally.close();
+        code = result.drained ? 0 : 1;
+        logger.info(
+          { event: 'stopped', drained: result.drained, unflushed: result.unflushed },
+          'stopped',
+        );
+      } catch (err) {
+        logger.error({ err }, 'error while stopping');
+        code = 1;
+      }
+      log.close();
+      // Give async stdout a moment to write the last lines.
+      setTimeout(() => process.exit(code), 50).unref();
+    };
+    process.once('SIGTERM', () => void stop('SIGTERM'));
+    process.once('SIGINT', () => void stop('SIGINT'));
+    process.on('unhandledRejection', (err) => {
+      logger.error({ err, event: 'unhandled_rejection' }, 'unhandled rejection');
+    });
+    process.on('uncaughtException', (err) => {
+      logger.fatal({ err, event: 'uncaught_exception' }, 'uncaught exception; stopping');
+      void stop('uncaughtException');
+    });
+  }
+  return { tally, url };
+}

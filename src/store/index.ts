@@ -1,0 +1,31 @@
+/** @module store — builds the store named in config. */
+import type { Config } from '../config.js';
+import type { Store } from './interface.js';
+import { MemoryStore } from './memory.js';
+import { SqliteStore } from './sqlite.js';
+
+export type {
+  Batch,
+  BatchResult,
+  ChangeListener,
+  CounterValue,
+  ListOptions,
+  ListPage,
+  Store,
+} from './interface.js';
+export { MemoryStore, SqliteStore };
+
+/** Opens the configured store. Redis stores are loaded only when asked for. */
+export async function createStore(config: Config): Promise<Store> {
+  switch (config.store) {
+    case 'memory':
+      return new MemoryStore();
+    case 'sqlite':
+      return new SqliteStore({ path: config.sqlitePath });
+    case 'redis':
+    case 'redis-cluster': {
+      const { createRedisStore } = await import('./redis-factory.js');
+      return createRedisStore(config);
+    }
+  }
+}

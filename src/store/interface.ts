@@ -1,0 +1,96 @@
+/**
+ * @module store/interface — the only contract between Tally and its storage.
+ *
+ * Rule: nothing outside `store/` touches a SQLite or Redis client. Everything above sees counters,
+ * batches and values.
+ */
+
+/**
+ * One flush from one instance. `seq` grows by exactly one per batch from an instance, and an
+ * instance has at most one batch in flight, so a store remembers only the last applied seq.
+ */
+export interface Batch {
+  /** Stable id of the instance that produced the batch. */
+  readonly instanceId: string;
+  /** Batch sequence number of that instance, starting at 1. */
+  readonly seq: number;
+  /** Counter name → delta (non-zero integers). */
+  readonly deltas: ReadonlyMap<string, number>;
+}
+
+/** What applying a batch did. */
+export interface BatchResult {
+  /** Stored value of every counter in the batch right after it (current value if duplicate). */
+  readonly values: Map<string, number>;
+  /** True when `(instanceId, seq)` had been applied before: nothing changed this time. */
+  readonly duplicate: boolean;
+  /** Counters whose delta was refused because the value would leave ±(2^53-1). */
+  readonly rejected: readonly string[];
+}
+
+/** One counter and its stored value. */
+export interface CounterValue {
+  readonly name: string;
+  readonly value: number;
+}
+
+/** Options for listing counters. */
+export interface ListOptions {
+  /** Only names starting with this. @default '' */
+  readonly prefix?: string;
+  /** Page size, 1-1000. @default 100 */
+  readonly limit?: number;
+  /** Opaque cursor from the previous page's `nextCursor`. */
+  readonly cursor?: string;
+}
+
+export interface ListPage {
+  readonly items: CounterValue[];
+  /** Pass back as `cursor` for the next page; null on the last page. */
+  readonly nextCursor: string | null;
+}
+
+/** Values changed by some instance's batch, set or delete; delivered to every instance. */
+export type ChangeListener = (changes: ReadonlyMap<string, number>) => void;
+
+/** A counter store. Implementations: memory, sqlite, redis, redis-cluster. */
+export interface Store {
+  /** Backend name for logs and metrics, e.g. `sqlite`. */
+  readonly kind: string;
+  /**
+   * Applies a batch atomically and at most once per `(instanceId, seq)`. A counter whose value
+   * would leave ±(2^53-1) is left unchanged and reported in `rejected`; the rest still apply.
+   */
+  applyBatch(batch: Batch): Promise<BatchResult>;
+  /** Last seq applied for an instance (0 if none), so a restarted instance continues after it. */
+  lastSeq(instanceId: string): Promise<number>;
+  /** Stored value; 0 for a counter never written. */
+  get(name: string): Promise<number>;
+  /** Overwrites a counter's value. */
+  set(name: string, value: number): Promise<void>;
+  /** Removes a counter; true if it existed. */
+  delete(name: string): Promise<boolean>;
+  /** Counters in name order. */
+  list(options?: ListOptions): Promise<ListPage>;
+  /** Resolves when the backend answers; rejects otherwise. */
+  ping(): Promise<void>;
+  /**
+   * Subscribes to changes made by other instances sharing this store (Redis pub/sub); the store
+   * publishes its own changes as part of applyBatch/set/delete. Stores that only one process
+   * uses (memory, sqlite) omit it. Returns an unsubscribe function.
+   */
+  watch?(listener: ChangeListener): () => void;
+  close(): Promise<void>;
+}
+
+/** Encodes a list cursor (the last name of a page) so clients treat it as opaque. */
+export function encodeCursor(lastName: string): string {
+  return Buffer.from(lastName, 'utf8').toString('base64url');
+}
+
+/** Decodes a cursor; undefined when it is not one of ours. */
+export function decodeCursor(cursor: string | undefined): string | undefined {
+  if (cursor === undefined || cursor === '') return undefined;
+  const name = Buffer.from(cursor, 'base64url').toString('utf8');
+  return name.length > 0 && name.length <= 128 ? name : undefined;
+}

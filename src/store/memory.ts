@@ -1,0 +1,93 @@
+/** @module store/memory — an in-process store for tests and throwaway use; lost on exit. */
+import { inRange } from '../counters/validate.js';
+import {
+  type Batch,
+  type BatchResult,
+  decodeCursor,
+  encodeCursor,
+  type ListOptions,
+  type ListPage,
+  type Store,
+} from './interface.js';
+
+/** Keeps counters in a Map. Same semantics as the durable stores, minus durability. */
+export class MemoryStore implements Store {
+  readonly kind = 'memory';
+  private readonly counters = new Map<string, number>();
+  private readonly seqs = new Map<string, number>();
+  private closed = false;
+
+  async applyBatch(batch: Batch): Promise<BatchResult> {
+    this.assertOpen();
+    const values = new Map<string, number>();
+    const rejected: string[] = [];
+    const last = this.seqs.get(batch.instanceId) ?? 0;
+    if (batch.seq <= last) {
+      for (const name of batch.deltas.keys()) values.set(name, this.counters.get(name) ?? 0);
+      return { values, duplicate: true, rejected };
+    }
+    for (const [name, delta] of batch.deltas) {
+      const current = this.counters.get(name) ?? 0;
+      const next = current + delta;
+      if (inRange(next)) {
+        this.counters.set(name, next);
+        values.set(name, next);
+      } else {
+        rejected.push(name);
+        values.set(name, current);
+      }
+    }
+    this.seqs.set(batch.instanceId, batch.seq);
+    return { values, duplicate: false, rejected };
+  }
+
+  async lastSeq(instanceId: string): Promise<number> {
+    this.assertOpen();
+    return this.seqs.get(instanceId) ?? 0;
+  }
+
+  async get(name: string): Promise<number> {
+    this.assertOpen();
+    return this.counters.get(name) ?? 0;
+  }
+
+  async set(name: string, value: number): Promise<void> {
+    this.assertOpen();
+    this.counters.set(name, value);
+  }
+
+  async delete(name: string): Promise<boolean> {
+    this.assertOpen();
+    return this.counters.delete(name);
+  }
+
+  async list(options: ListOptions = {}): Promise<ListPage> {
+    this.assertOpen();
+    const prefix = options.prefix ?? '';
+    const limit = options.limit ?? 100;
+    const after = decodeCursor(options.cursor);
+    // Sorting on every call is O(n log n); fine for the sizes a memory store is meant for.
+    const names = [...this.counters.keys()]
+      .filter((n) => n.startsWith(prefix) && (after === undefined || n > after))
+      .sort();
+    const page = names.slice(0, limit);
+    const items = page.map((name) => ({ name, value: this.counters.get(name) ?? 0 }));
+    const last = page[page.length - 1];
+    return {
+      items,
+      nextCursor: names.length > limit && last !== undefined ? encodeCursor(last) : null,
+    };
+  }
+
+  async ping(): Promise<void> {
+    this.assertOpen();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('store is closed');
+  }
+}

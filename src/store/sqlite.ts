@@ -1,0 +1,145 @@
+/** @module store/sqlite — the embedded default store: one SQLite file, one transaction per batch. */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { inRange } from '../counters/validate.js';
+import {
+  type Batch,
+  type BatchResult,
+  decodeCursor,
+  encodeCursor,
+  type ListOptions,
+  type ListPage,
+  type Store,
+} from './interface.js';
+
+/** Options for {@link SqliteStore}. */
+export interface SqliteStoreOptions {
+  /** Database file; `:memory:` for a private in-memory database. */
+  readonly path: string;
+  /** How long a writer waits for another process's lock, in ms. @default 5000 */
+  readonly busyTimeoutMs?: number;
+}
+
+/**
+ * SQLite via better-sqlite3 in WAL mode. Calls are synchronous under the hood; a batch of a few
+ * thousand counters takes a few milliseconds of the event loop. Several processes may share the
+ * file (each `tally serve --workers` process does); SQLite serialises their writes.
+ */
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite';
+  private readonly db: Database.Database;
+  private readonly stmt: {
+    getValue: Database.Statement<[string], { value: number }>;
+    addDelta: Database.Statement<[string, number]>;
+    getSeq: Database.Statement<[string], { seq: number }>;
+    putSeq: Database.Statement<[string, number]>;
+    setValue: Database.Statement<[string, number]>;
+    deleteValue: Database.Statement<[string]>;
+    list: Database.Statement<[string, string, string, number], { name: string; value: number }>;
+  };
+  private readonly applyTx: (batch: Batch) => BatchResult;
+
+  constructor(options: SqliteStoreOptions) {
+    if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+    this.db = new Database(options.path);
+    this.db.pragma('journal_mode = WAL');
+    // NORMAL in WAL mode: a committed batch survives a process crash; an OS crash or power loss
+    // may lose the last transactions (docs/reliability.md).
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS batches (
+        instance_id TEXT PRIMARY KEY,
+        seq         INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    `);
+    this.stmt = {
+      getValue: this.db.prepare('SELECT value FROM counters WHERE name = ?'),
+      addDelta: this.db.prepare(
+        'INSERT INTO counters (name, value) VALUES (?, ?) ' +
+          'ON CONFLICT (name) DO UPDATE SET value = value + excluded.value',
+      ),
+      getSeq: this.db.prepare('SELECT seq FROM batches WHERE instance_id = ?'),
+      putSeq: this.db.prepare(
+        'INSERT INTO batches (instance_id, seq) VALUES (?, ?) ' +
+          'ON CONFLICT (instance_id) DO UPDATE SET seq = excluded.seq',
+      ),
+      setValue: this.db.prepare(
+        'INSERT INTO counters (name, value) VALUES (?, ?) ' +
+          'ON CONFLICT (name) DO UPDATE SET value = excluded.value',
+      ),
+      deleteValue: this.db.prepare('DELETE FROM counters WHERE name = ?'),
+      // prefix, upper bound of the prefix range, cursor (exclusive), limit
+      list: this.db.prepare(
+        'SELECT name, value FROM counters WHERE name >= ? AND name < ? AND name > ? ' +
+          'ORDER BY name LIMIT ?',
+      ),
+    };
+    this.applyTx = this.db.transaction((batch: Batch) => this.applyInTx(batch)).immediate;
+  }
+
+  async applyBatch(batch: Batch): Promise<BatchResult> {
+    return this.applyTx(batch);
+  }
+
+  private applyInTx(batch: Batch): BatchResult {
+    const values = new Map<string, number>();
+    const rejected: string[] = [];
+    const last = this.stmt.getSeq.get(batch.instanceId)?.seq ?? 0;
+    const duplicate = batch.seq <= last;
+    for (const [name, delta] of batch.deltas) {
+      const current = this.stmt.getValue.get(name)?.value ?? 0;
+      if (duplicate) {
+        values.set(name, current);
+      } else if (inRange(current + delta)) {
+        this.stmt.addDelta.run(name, delta);
+        values.set(name, current + delta);
+      } else {
+        rejected.push(name);
+        values.set(name, current);
+      }
+    }
+    if (!duplicate) this.stmt.putSeq.run(batch.instanceId, batch.seq);
+    return { values, duplicate, rejected };
+  }
+
+  async lastSeq(instanceId: string): Promise<number> {
+    return this.stmt.getSeq.get(instanceId)?.seq ?? 0;
+  }
+
+  async get(name: string): Promise<number> {
+    return this.stmt.getValue.get(name)?.value ?? 0;
+  }
+
+  async set(name: string, value: number): Promise<void> {
+    this.stmt.setValue.run(name, value);
+  }
+
+  async delete(name: string): Promise<boolean> {
+    return this.stmt.deleteValue.run(name).changes > 0;
+  }
+
+  async list(options: ListOptions = {}): Promise<ListPage> {
+    const prefix = options.prefix ?? '';
+    const limit = options.limit ?? 100;
+    const after = decodeCursor(options.cursor) ?? '';
+    // Names are ASCII below '~', so prefix + '\x7f' bounds the prefix range and uses the index.
+    const rows = this.stmt.list.all(prefix, `${prefix}\x7f`, after, limit + 1);
+    const items = rows.slice(0, limit);
+    const last = items[items.length - 1];
+    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.name) : null };
+  }
+
+  async ping(): Promise<void> {
+    this.db.prepare('SELECT 1').get();
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}

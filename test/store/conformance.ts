@@ -1,0 +1,156 @@
+// The one conformance suite every Store implementation passes. Each store's test file calls
+// runStoreConformance with a factory that returns a fresh, empty, isolated store.
+import { randomUUID } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Batch, Store } from '../../src/store/interface.js';
+
+export interface ConformanceOptions {
+  /** A new empty store, isolated from every other test (own file, own key prefix). */
+  create(): Promise<Store>;
+  /** Optional cleanup after each test (the suite closes the store itself). */
+  cleanup?(store: Store): Promise<void>;
+}
+
+const MAX = Number.MAX_SAFE_INTEGER;
+
+function batch(instanceId: string, seq: number, entries: Record<string, number>): Batch {
+  return { instanceId, seq, deltas: new Map(Object.entries(entries)) };
+}
+
+export function runStoreConformance(label: string, options: ConformanceOptions): void {
+  describe(`Store conformance: ${label}`, () => {
+    let store: Store;
+    let inst: string;
+
+    beforeEach(async () => {
+      store = await options.create();
+      inst = `inst-${randomUUID().slice(0, 8)}`;
+    });
+
+    afterEach(async () => {
+      await options.cleanup?.(store);
+      await store.close();
+    });
+
+    it('reads 0 for a counter never written', async () => {
+      expect(await store.get('never-written')).toBe(0);
+    });
+
+    it('applies a batch and returns the values after it', async () => {
+      const r = await store.applyBatch(batch(inst, 1, { a: 3, b: -2, c: 10 }));
+      expect(r.duplicate).toBe(false);
+      expect(r.rejected).toEqual([]);
+      expect(Object.fromEntries(r.values)).toEqual({ a: 3, b: -2, c: 10 });
+      const r2 = await store.applyBatch(batch(inst, 2, { a: 4 }));
+      expect(r2.values.get('a')).toBe(7);
+      expect(await store.get('a')).toBe(7);
+      expect(await store.get('b')).toBe(-2);
+    });
+
+    it('applies the same (instanceId, seq) at most once', async () => {
+      await store.applyBatch(batch(inst, 1, { a: 5 }));
+      const again = await store.applyBatch(batch(inst, 1, { a: 5 }));
+      expect(again.duplicate).toBe(true);
+      expect(again.values.get('a')).toBe(5);
+      expect(await store.get('a')).toBe(5);
+      // An older seq is a duplicate too (retries arrive late).
+      await store.applyBatch(batch(inst, 2, { a: 1 }));
+      const old = await store.applyBatch(batch(inst, 1, { a: 5 }));
+      expect(old.duplicate).toBe(true);
+      expect(await store.get('a')).toBe(6);
+    });
+
+    it('keeps each instance’s sequence apart', async () => {
+      const other = `${inst}-other`;
+      await store.applyBatch(batch(inst, 1, { shared: 1 }));
+      const r = await store.applyBatch(batch(other, 1, { shared: 10 }));
+      expect(r.duplicate).toBe(false);
+      expect(await store.get('shared')).toBe(11);
+      expect(await store.lastSeq(inst)).toBe(1);
+      expect(await store.lastSeq(other)).toBe(1);
+      expect(await store.lastSeq(`${inst}-never`)).toBe(0);
+    });
+
+    it('tracks the last applied seq per instance', async () => {
+      for (let seq = 1; seq <= 5; seq++) await store.applyBatch(batch(inst, seq, { x: 1 }));
+      expect(await store.lastSeq(inst)).toBe(5);
+      expect(await store.get('x')).toBe(5);
+    });
+
+    it('refuses a delta that would leave ±(2^53-1) and applies the rest', async () => {
+      await store.set('big', MAX - 1);
+      await store.set('low', -MAX + 1);
+      const r = await store.applyBatch(batch(inst, 1, { big: 2, low: -2, fine: 1 }));
+      expect([...r.rejected].sort()).toEqual(['big', 'low']);
+      expect(await store.get('big')).toBe(MAX - 1);
+      expect(await store.get('low')).toBe(-MAX + 1);
+      expect(await store.get('fine')).toBe(1);
+      const ok = await store.applyBatch(batch(inst, 2, { big: 1 }));
+      expect(ok.rejected).toEqual([]);
+      expect(await store.get('big')).toBe(MAX);
+    });
+
+    it('sets and deletes', async () => {
+      await store.set('s', 42);
+      expect(await store.get('s')).toBe(42);
+      await store.applyBatch(batch(inst, 1, { s: 8 }));
+      expect(await store.get('s')).toBe(50);
+      expect(await store.delete('s')).toBe(true);
+      expect(await store.get('s')).toBe(0);
+      expect(await store.delete('s')).toBe(false);
+      await store.applyBatch(batch(inst, 2, { s: 1 }));
+      expect(await store.get('s')).toBe(1);
+    });
+
+    it('lists by prefix in name order with a cursor', async () => {
+      const names = ['p:a', 'p:b', 'p:c', 'p:d', 'p:e', 'q:a', 'pz'];
+      await store.applyBatch(batch(inst, 1, Object.fromEntries(names.map((n, i) => [n, i + 1]))));
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      let pages = 0;
+      do {
+        const page = await store.list({ prefix: 'p:', limit: 2, cursor });
+        for (const item of page.items) {
+          expect(item.value).toBe(names.indexOf(item.name) + 1);
+          seen.push(item.name);
+        }
+        cursor = page.nextCursor ?? undefined;
+        pages++;
+      } while (cursor !== undefined && pages < 10);
+      expect(seen).toEqual(['p:a', 'p:b', 'p:c', 'p:d', 'p:e']);
+      const all = await store.list({ limit: 100 });
+      expect(all.items.map((i) => i.name)).toEqual([...names].sort());
+      expect(all.nextCursor).toBeNull();
+    });
+
+    it('lists nothing for an unknown prefix', async () => {
+      const page = await store.list({ prefix: 'nothing-here:' });
+      expect(page.items).toEqual([]);
+      expect(page.nextCursor).toBeNull();
+    });
+
+    it('answers ping', async () => {
+      await expect(store.ping()).resolves.toBeUndefined();
+    });
+
+    it('applies a large batch atomically', async () => {
+      const deltas: Record<string, number> = {};
+      for (let i = 0; i < 5000; i++) deltas[`bulk:${i}`] = i + 1;
+      const r = await store.applyBatch(batch(inst, 1, deltas));
+      expect(r.values.size).toBe(5000);
+      expect(await store.get('bulk:4999')).toBe(5000);
+      expect(await store.get('bulk:0')).toBe(1);
+    });
+
+    it('stays exact under concurrent batches from many instances', async () => {
+      const instances = Array.from({ length: 8 }, (_, i) => `${inst}-${i}`);
+      await Promise.all(
+        instances.map(async (id) => {
+          for (let seq = 1; seq <= 25; seq++) await store.applyBatch(batch(id, seq, { hot: 1, [`own:${id}`]: 2 }));
+        }),
+      );
+      expect(await store.get('hot')).toBe(200);
+      for (const id of instances) expect(await store.get(`own:${id}`)).toBe(50);
+    });
+  });
+}
