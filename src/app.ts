@@ -24,6 +24,14 @@ export interface AppDeps {
   readonly instanceId: string;
   /** Defaults to a fresh registry with Node's default metrics. */
   readonly metrics?: Metrics;
+  /** Sibling processes on this host (cluster workers): changes fan out to their live streams. */
+  readonly bus?: ChangeBus;
+}
+
+/** Carries value changes between processes that serve the same counters. */
+export interface ChangeBus {
+  publish(changes: ReadonlyMap<string, number>): void;
+  subscribe(listener: (changes: ReadonlyMap<string, number>) => void): () => void;
 }
 
 /** One assembled instance. */
@@ -45,6 +53,11 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
   const { store, logger, instanceId } = deps;
   const metrics = deps.metrics ?? new Metrics();
   const hub = new LiveHub(config.flushIntervalMs);
+  // Values this process changed: local streams, then sibling processes.
+  const changed = (changes: ReadonlyMap<string, number>) => {
+    hub.publish(changes);
+    deps.bus?.publish(changes);
+  };
   const firstSeq = (await store.lastSeq(instanceId)) + 1;
   const flushLog = logger.child({ component: 'flusher' });
 
@@ -70,7 +83,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
             'deltas refused: value would leave ±(2^53-1)',
           );
         }
-        hub.publish(result.values);
+        changed(result.values);
       },
       onFlushError(batch, err, failures) {
         metrics.flushFailures.inc();
@@ -91,14 +104,16 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
   });
 
   // Values other instances flushed: refresh estimates and tell local streams.
-  const unwatch = store.watch?.((changes) => {
+  const fromElsewhere = (changes: ReadonlyMap<string, number>) => {
     for (const [name, value] of changes) {
       if (aggregator.inflightDelta(name) === 0) aggregator.learn(name, value);
     }
     hub.publish(changes);
-  });
+  };
+  const unwatch = store.watch?.(fromElsewhere);
+  const unbus = deps.bus?.subscribe(fromElsewhere);
 
-  const counters = new CounterService(store, aggregator, hub);
+  const counters = new CounterService(store, aggregator, changed);
   const streams = new Set<EventStream>();
   let closing = false;
 
@@ -195,6 +210,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
         );
       }
       unwatch?.();
+      unbus?.();
       hub.close();
       await store.close();
       return result;

@@ -1,7 +1,6 @@
 /** @module counters/service — the operations routes call; ties aggregator, store and live hub. */
 import type { Aggregator, Increment } from '../aggregator/index.js';
 import { TallyError } from '../errors.js';
-import type { LiveHub } from '../live/hub.js';
 import type { ListOptions, ListPage, Store } from '../store/interface.js';
 
 /** eventual: answer from memory (202); strong: answer once the store holds it (200). */
@@ -28,7 +27,8 @@ export class CounterService {
   constructor(
     private readonly store: Store,
     private readonly aggregator: Aggregator,
-    private readonly hub: LiveHub,
+    /** Told of values this process changed (live streams, sibling processes). */
+    private readonly changed: (changes: ReadonlyMap<string, number>) => void,
   ) {}
 
   /**
@@ -93,7 +93,7 @@ export class CounterService {
         this.aggregator.learn(name, value);
       }),
     );
-    this.hub.publish(new Map([[name, this.aggregator.estimate(name)]]));
+    this.changed(new Map([[name, this.aggregator.estimate(name)]]));
   }
 
   /** Deletes a counter (it then reads 0); true if it existed. */
@@ -105,7 +105,7 @@ export class CounterService {
         return found;
       }),
     );
-    this.hub.publish(new Map([[name, this.aggregator.estimate(name)]]));
+    this.changed(new Map([[name, this.aggregator.estimate(name)]]));
     return existed;
   }
 
