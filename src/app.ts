@@ -1,5 +1,5 @@
 /** @module app — assembles one Tally instance (store, aggregator, live hub, HTTP); no listen here. */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { type Aggregator, createAggregator, type DrainResult } from './aggregator/index.js';
 import type { Config } from './config.js';
 import { CounterService } from './counters/service.js';
@@ -119,10 +119,11 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
 
   const app: FastifyInstance = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Per-request logs cost throughput; we log at debug in onResponse instead.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimitBytes,
     // Counter names are up to 128 characters; find-my-way's default cap is 100.
-    maxParamLength: 256,
+    routerOptions: { maxParamLength: 256 },
     return503OnClosing: true,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomId(),
@@ -201,7 +202,12 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
   const close = (): Promise<DrainResult> => {
     closed ??= (async () => {
       closing = true;
+      // Idle keep-alive sockets are closed at once; sockets that never sent a request (browser
+      // and undici preconnects) would hold close() for seconds, so cut everything after a grace
+      // period that lets in-flight requests finish.
+      const force = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
       await app.close();
+      clearTimeout(force);
       const result = await aggregator.drain(config.drainTimeoutMs);
       if (!result.drained) {
         logger.error(
@@ -220,6 +226,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
 
   return { app, store, aggregator, hub, metrics, counters, close };
 }
+
+/** How long in-flight requests get to finish on close before their sockets are cut. */
+const CLOSE_GRACE_MS = 1000;
 
 function randomId(): string {
   return Math.random().toString(36).slice(2, 10) + Date.now().toString(36).slice(-4);

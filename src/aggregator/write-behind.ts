@@ -88,6 +88,8 @@ export abstract class WriteBehindAggregator {
   /** Last stored value seen per counter: from flush results, reads, sets and other instances. */
   private readonly known = new Map<string, number>();
   private inflight: Batch | null = null;
+  /** Work cut off by `exclusive`, flushed before anything accepted after the cut. */
+  private sealed: Array<{ deltas: Map<string, number>; ticket: number }> = [];
   private inflightTicket = 0;
   private nextSeq: number;
   /** Tickets: one per accepted increment. */
@@ -257,6 +259,10 @@ export abstract class WriteBehindAggregator {
    */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const target = this.ticket;
+    // Cut now, synchronously: increments accepted from here on wait until after `fn`.
+    for (let taken = this.takeDeltas(); taken !== null; taken = this.takeDeltas()) {
+      this.sealed.push(taken);
+    }
     return this.withLock(async () => {
       while (this.durableTicket < target) await this.flushOnce();
       try {
@@ -289,7 +295,9 @@ export abstract class WriteBehindAggregator {
     for (;;) {
       try {
         await this.withLock(async () => {
-          while (this.inflight !== null || this.pendingIncrements() > 0) await this.flushOnce();
+          while (this.inflight !== null || this.sealed.length > 0 || this.pendingIncrements() > 0) {
+            await this.flushOnce();
+          }
         });
         return { drained: true, unflushed: 0 };
       } catch {
@@ -340,8 +348,9 @@ export abstract class WriteBehindAggregator {
     }
     if (this.stopping) return;
     if (retryIn >= 0) this.schedule(retryIn);
-    else if (this.waiters.length > 0 || this.inflight !== null) this.schedule(0);
-    else if (this.eager()) {
+    else if (this.waiters.length > 0 || this.inflight !== null || this.sealed.length > 0) {
+      this.schedule(0);
+    } else if (this.eager()) {
       if (this.pendingIncrements() > 0) this.schedule(0);
     } else this.schedule(this.jittered(this.flushIntervalMs));
   }
@@ -349,7 +358,7 @@ export abstract class WriteBehindAggregator {
   /** Applies the in-flight batch, or the next one; must run under the lock. */
   private async flushOnce(): Promise<void> {
     if (this.inflight === null) {
-      const taken = this.takeDeltas();
+      const taken = this.sealed.shift() ?? this.takeDeltas();
       if (taken === null) {
         this.settle(this.ticket);
         return;

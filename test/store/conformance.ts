@@ -146,7 +146,8 @@ export function runStoreConformance(label: string, options: ConformanceOptions):
       const instances = Array.from({ length: 8 }, (_, i) => `${inst}-${i}`);
       await Promise.all(
         instances.map(async (id) => {
-          for (let seq = 1; seq <= 25; seq++) await store.applyBatch(batch(id, seq, { hot: 1, [`own:${id}`]: 2 }));
+          for (let seq = 1; seq <= 25; seq++)
+            await store.applyBatch(batch(id, seq, { hot: 1, [`own:${id}`]: 2 }));
         }),
       );
       expect(await store.get('hot')).toBe(200);

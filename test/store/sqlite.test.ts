@@ -8,4 +8,6 @@ const dir = tempDir('tally-sqlite');
 let n = 0;
 afterAll(() => dir.remove());
 
-runStoreConformance('sqlite', { create: async () => new SqliteStore({ path: join(dir.path, `t${n++}.db`) }) });
+runStoreConformance('sqlite', {
+  create: async () => new SqliteStore({ path: join(dir.path, `t${n++}.db`) }),
+});

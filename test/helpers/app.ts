@@ -1,0 +1,23 @@
+// Builds an in-process Tally on a given store, with logs off, for route tests.
+import { buildApp, type Tally } from '../../src/app.js';
+import { type ConfigInput, loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/obs/logger.js';
+import { Metrics } from '../../src/obs/metrics.js';
+import type { Store } from '../../src/store/interface.js';
+import { MemoryStore } from '../../src/store/memory.js';
+
+export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+export async function testApp(
+  overrides: ConfigInput = {},
+  store: Store = new MemoryStore(),
+): Promise<Tally> {
+  const config = loadConfig({}, { logFiles: false, flushIntervalMs: 20, ...overrides });
+  const { logger } = createLogger({ level: 'silent', stdout: false });
+  return buildApp(config, {
+    store,
+    logger,
+    instanceId: `test-${Math.random().toString(36).slice(2, 8)}`,
+    metrics: new Metrics({ defaultMetrics: false }),
+  });
+}

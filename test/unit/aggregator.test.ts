@@ -1,0 +1,197 @@
+import { describe, expect, it } from 'vitest';
+import type { AggregatorOptions } from '../../src/aggregator/index.js';
+import {
+  AccumulateAggregator,
+  type Aggregator,
+  QueueAggregator,
+} from '../../src/aggregator/index.js';
+import { TallyError } from '../../src/errors.js';
+import type { Batch, BatchResult } from '../../src/store/interface.js';
+import { MemoryStore } from '../../src/store/memory.js';
+
+/** A memory store that can be made to fail or to fail after applying (a lost reply). */
+class FlakyStore extends MemoryStore {
+  mode: 'ok' | 'fail' | 'apply-then-fail' = 'ok';
+  readonly attempts: Batch[] = [];
+  delayMs = 0;
+  override async applyBatch(batch: Batch): Promise<BatchResult> {
+    this.attempts.push(batch);
+    if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
+    if (this.mode === 'fail') throw new Error('store down');
+    const result = await super.applyBatch(batch);
+    if (this.mode === 'apply-then-fail') throw new Error('reply lost');
+    return result;
+  }
+}
+
+const designs: Array<[string, (o: AggregatorOptions) => Aggregator]> = [
+  ['accumulate', (o) => new AccumulateAggregator(o)],
+  ['queue', (o) => new QueueAggregator(o)],
+];
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe.each(designs)('%s aggregator', (_label, make) => {
+  const base = { instanceId: 'test', flushIntervalMs: 20, retryBaseMs: 5, retryMaxMs: 20 };
+
+  it('returns estimates without I/O and flushes exact sums', async () => {
+    const store = new FlakyStore();
+    const agg = make({ ...base, store });
+    expect(agg.add('a', 1)).toBe(1);
+    expect(agg.add('a', 2)).toBe(3);
+    expect(agg.add('b', -5)).toBe(-5);
+    expect(store.attempts).toHaveLength(0);
+    agg.start();
+    await agg.waitDurable();
+    expect(await store.get('a')).toBe(3);
+    expect(await store.get('b')).toBe(-5);
+    expect(agg.estimate('a')).toBe(3);
+    expect(agg.knownValue('a')).toBe(3);
+    await agg.drain(1000);
+  });
+
+  it('keeps a failed batch and retries it unchanged with the same seq', async () => {
+    const store = new FlakyStore();
+    store.mode = 'apply-then-fail';
+    const agg = make({ ...base, store });
+    agg.start();
+    agg.add('x', 7);
+    await sleep(80);
+    expect(store.attempts.length).toBeGreaterThan(0);
+    // More increments while the batch is stuck go to a later batch, not into the retried one.
+    agg.add('x', 1);
+    store.mode = 'ok';
+    await agg.waitDurable();
+    const first = store.attempts[0]!;
+    const retries = store.attempts.filter((b) => b.seq === first.seq);
+    expect(retries.length).toBeGreaterThan(1);
+    for (const r of retries) expect(Object.fromEntries(r.deltas)).toEqual({ x: 7 });
+    // The first attempt had been applied; the retry was a duplicate: counted once.
+    expect(await store.get('x')).toBe(8);
+    expect(agg.healthy()).toBe(true);
+    await agg.drain(1000);
+  });
+
+  it('rejects strong waiters while the store is down, and keeps their increments', async () => {
+    const store = new FlakyStore();
+    store.mode = 'fail';
+    const agg = make({ ...base, store });
+    agg.start();
+    agg.add('s', 1);
+    await expect(agg.waitDurable()).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    expect(agg.healthy()).toBe(false);
+    store.mode = 'ok';
+    await sleep(100);
+    await agg.waitDurable();
+    expect(await store.get('s')).toBe(1);
+    await agg.drain(1000);
+  });
+
+  it('answers OVERLOADED past maxPending and loses nothing accepted', async () => {
+    const store = new FlakyStore();
+    store.mode = 'fail';
+    const agg = make({ ...base, store, maxPending: 10, maxBatchSize: 5 });
+    agg.start();
+    let accepted = 0;
+    let refused = 0;
+    for (let i = 0; i < 100; i++) {
+      try {
+        agg.add(`n${i}`, 1);
+        accepted++;
+      } catch (err) {
+        expect(err).toBeInstanceOf(TallyError);
+        expect((err as TallyError).code).toBe('OVERLOADED');
+        expect((err as TallyError).retryAfterS).toBeGreaterThanOrEqual(1);
+        refused++;
+      }
+    }
+    expect(refused).toBeGreaterThan(0);
+    expect(accepted).toBeGreaterThan(0);
+    store.mode = 'ok';
+    const result = await agg.drain(2000);
+    expect(result.drained).toBe(true);
+    const page = await store.list({ limit: 1000 });
+    expect(page.items.reduce((s, i) => s + i.value, 0)).toBe(accepted);
+  });
+
+  it('refuses an increment that would leave ±(2^53-1)', async () => {
+    const store = new FlakyStore();
+    await store.set('big', Number.MAX_SAFE_INTEGER - 1);
+    const agg = make({ ...base, store });
+    agg.learn('big', Number.MAX_SAFE_INTEGER - 1);
+    expect(agg.add('big', 1)).toBe(Number.MAX_SAFE_INTEGER);
+    expect(() => agg.add('big', 1)).toThrow(expect.objectContaining({ code: 'COUNTER_OVERFLOW' }));
+    expect(() =>
+      agg.addMany([
+        { name: 'ok', by: 1 },
+        { name: 'big', by: 1 },
+      ]),
+    ).toThrow(expect.objectContaining({ code: 'COUNTER_OVERFLOW' }));
+    expect(agg.estimate('ok')).toBe(0);
+    await agg.drain(1000);
+    expect(await store.get('big')).toBe(Number.MAX_SAFE_INTEGER);
+  });
+
+  it('orders exclusive work after earlier increments and before later ones', async () => {
+    const store = new FlakyStore();
+    store.delayMs = 5;
+    const agg = make({ ...base, store });
+    agg.start();
+    agg.add('c', 5);
+    const setDone = agg.exclusive(async () => {
+      await store.set('c', 100);
+      agg.learn('c', 100);
+    });
+    agg.add('c', 1); // accepted after the set was asked for: applied after it
+    await setDone;
+    await agg.waitDurable();
+    expect(await store.get('c')).toBe(101);
+    await agg.drain(1000);
+  });
+
+  it('continues the batch sequence from firstSeq', async () => {
+    const store = new FlakyStore();
+    const agg = make({ ...base, store, firstSeq: 42 });
+    agg.start();
+    agg.add('q', 1);
+    await agg.waitDurable();
+    expect(store.attempts[0]?.seq).toBe(42);
+    expect(await store.lastSeq('test')).toBe(42);
+    await agg.drain(1000);
+  });
+
+  it('drain flushes everything and then refuses new work', async () => {
+    const store = new FlakyStore();
+    const agg = make({ ...base, store, flushIntervalMs: 60_000 });
+    agg.start();
+    for (let i = 0; i < 1000; i++) agg.add(`d${i % 10}`, 1);
+    const result = await agg.drain(1000);
+    expect(result).toEqual({ drained: true, unflushed: 0 });
+    expect(await store.get('d3')).toBe(100);
+    expect(() => agg.add('d1', 1)).toThrow(expect.objectContaining({ code: 'SHUTTING_DOWN' }));
+  });
+
+  it('drain gives up after its timeout and reports what is unflushed', async () => {
+    const store = new FlakyStore();
+    store.mode = 'fail';
+    const agg = make({ ...base, store });
+    agg.add('u', 1);
+    agg.add('u', 1);
+    const result = await agg.drain(100);
+    expect(result.drained).toBe(false);
+    expect(result.unflushed).toBe(2);
+  });
+});
+
+describe('queue aggregator', () => {
+  it('drains in batches of at most maxBatchSize', async () => {
+    const store = new FlakyStore();
+    const agg = new QueueAggregator({ store, instanceId: 'q', maxBatchSize: 3, maxPending: 100 });
+    for (let i = 0; i < 10; i++) agg.add(`k${i}`, 1);
+    agg.start();
+    await agg.waitDurable();
+    expect(store.attempts.every((b) => b.deltas.size <= 3)).toBe(true);
+    expect(store.attempts.length).toBe(4);
+    await agg.drain(1000);
+  });
+});
