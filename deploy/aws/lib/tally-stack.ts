@@ -87,6 +87,8 @@ export class TallyStack extends Stack {
   readonly alarms: TallyAlarms;
   /** CodePipeline and CodeDeploy. */
   readonly delivery: TallyPipeline;
+  /** TALLY_ADMIN_TOKEN, generated; the instances read it at boot. */
+  readonly adminToken: secretsmanager.Secret;
 
   constructor(scope: Construct, id: string, props: TallyStackProps = {}) {
     super(scope, id, props);
@@ -106,6 +108,7 @@ export class TallyStack extends Stack {
       description: 'TALLY_ADMIN_TOKEN: bearer token of the Tally admin endpoints',
       generateSecretString: { passwordLength: 48, excludePunctuation: true, includeSpace: false },
     });
+    this.adminToken = adminToken;
 
     this.fleet = new TallyFleet(this, 'Fleet', {
       vpc: this.network.vpc,

@@ -5,7 +5,7 @@
 # Layout: /opt/tally/releases/<deployment id>/ holds each revision, /opt/tally/current points at
 # the live one, so a manual rollback is one `ln -sfn` and a restart.
 set -euo pipefail
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 keep="${TALLY_KEEP_RELEASES:-3}"

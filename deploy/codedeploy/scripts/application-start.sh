@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CodeDeploy ApplicationStart: start Tally from the release `current` points at.
 set -euo pipefail
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 [[ -f "$unit_file" ]] || die "$unit_file is missing: AfterInstall did not run"

@@ -4,7 +4,7 @@
 # CodeDeploy runs this hook from the revision that is currently installed, before the new files
 # land; on an instance that never ran Tally there is nothing to stop and the hook succeeds.
 set -euo pipefail
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 if [[ ! -f "$unit_file" ]]; then

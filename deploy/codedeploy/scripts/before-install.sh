@@ -2,7 +2,7 @@
 # CodeDeploy BeforeInstall: prepare the host (runtime check, service user, directories, default
 # environment file) and empty the staging directory the new revision is copied into.
 set -euo pipefail
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 node_bin="${TALLY_NODE:-/usr/bin/node}"

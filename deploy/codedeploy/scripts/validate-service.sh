@@ -6,7 +6,7 @@
 # TALLY_VALIDATE_TIMEOUT_S   give up after this many seconds; default 60
 # TALLY_VALIDATE_INTERVAL_S  pause between attempts in seconds; default 1
 set -euo pipefail
-# shellcheck source=common.sh
+# shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 command -v curl >/dev/null || die "curl is required (dnf install -y curl-minimal)"
