@@ -1,7 +1,155 @@
-/** @module store/redis-factory — placeholder until the Redis store lands (issue "Redis store"). */
+/** @module store/redis-factory — opens a RedisStore (standalone or Cluster) from config. */
+import type { ConnectionOptions } from 'node:tls';
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config.js';
 import type { Store } from './interface.js';
+import { type RedisClient, RedisStore } from './redis.js';
+import {
+  describeTarget,
+  parseRedisUrl,
+  parseRedisUrls,
+  type RedisTarget,
+  RedisUrlError,
+} from './redis-url.js';
 
+/** Hash-tagged shards per key prefix on Redis Cluster. Fixed: changing it moves counters. */
+export const CLUSTER_SHARDS = 16;
+
+/** Options for {@link openRedisStore}. */
+export interface OpenRedisOptions {
+  /** redis:// or rediss:// URL; for a cluster, comma-separated seed URLs. */
+  readonly url: string;
+  /** True: Redis Cluster (keys sharded by hash tag). @default false */
+  readonly cluster?: boolean;
+  /** @default 'tally:' */
+  readonly keyPrefix?: string;
+  /** Extra TLS options for rediss:// (e.g. a private CA); NODE_EXTRA_CA_CERTS works too. */
+  readonly tls?: ConnectionOptions;
+  /** How long to wait for Redis at start before giving up, in ms. @default 5000 */
+  readonly connectWaitMs?: number;
+  /** See RedisStoreOptions.commandTimeoutMs, in ms. @default 2000 */
+  readonly commandTimeoutMs?: number;
+  /** Timeout of one connection attempt, in ms. @default 2000 */
+  readonly connectTimeoutMs?: number;
+  /** Longest pause between reconnection attempts, in ms. @default 2000 */
+  readonly maxReconnectDelayMs?: number;
+}
+
+/** Opens the store for TALLY_STORE=redis or redis-cluster. */
 export async function createRedisStore(config: Config): Promise<Store> {
-  throw new Error(`TALLY_STORE=${config.store} is not available in this build yet`);
+  return openRedisStore({
+    url: config.redisUrl,
+    cluster: config.store === 'redis-cluster',
+    keyPrefix: config.redisKeyPrefix,
+  });
+}
+
+/** Connects (waiting up to `connectWaitMs` for Redis to answer) and returns the store. */
+export async function openRedisStore(options: OpenRedisOptions): Promise<RedisStore> {
+  let lastError: Error | undefined;
+  const remember = (err: Error) => {
+    lastError = err;
+  };
+  const retry = reconnectDelay(options.maxReconnectDelayMs ?? 2000);
+  let client: RedisClient;
+  let createSubscriber: () => RedisClient;
+  let target: string;
+
+  if (options.cluster) {
+    const seeds = parseRedisUrls(options.url);
+    const first = seeds[0] as RedisTarget;
+    if (seeds.some((s) => s.db !== 0)) {
+      throw new RedisUrlError('Redis Cluster has only database 0: drop the /db from the URLs');
+    }
+    target = seeds.map(describeTarget).join(',');
+    const clusterOptions = (offlineQueue: boolean): ClusterOptions => ({
+      enableOfflineQueue: offlineQueue,
+      clusterRetryStrategy: retry,
+      slotsRefreshTimeout: 2000,
+      // ElastiCache (and most TLS setups) need the node names as given, not resolved IPs.
+      dnsLookup: (address, callback) => callback(null, address),
+      redisOptions: {
+        ...nodeOptions(first, options),
+        maxRetriesPerRequest: offlineQueue ? null : 0,
+      },
+    });
+    const nodes = seeds.map((s) => ({ host: s.host, port: s.port }));
+    client = new Cluster(nodes, clusterOptions(false));
+    createSubscriber = () => new Cluster(nodes, clusterOptions(true));
+  } else {
+    if (options.url.includes(',')) {
+      throw new RedisUrlError('TALLY_REDIS_URL lists several URLs: use TALLY_STORE=redis-cluster');
+    }
+    const t = parseRedisUrl(options.url);
+    target = describeTarget(t);
+    const redisOptions = (offlineQueue: boolean): RedisOptions => ({
+      ...nodeOptions(t, options),
+      host: t.host,
+      port: t.port,
+      db: t.db,
+      retryStrategy: retry,
+      // Offline, commands fail at once (the aggregator keeps the batch and retries); a command
+      // in flight when the connection drops fails too instead of being re-sent later.
+      enableOfflineQueue: offlineQueue,
+      maxRetriesPerRequest: offlineQueue ? null : 0,
+    });
+    client = new Redis(redisOptions(false));
+    createSubscriber = () => new Redis(redisOptions(true));
+  }
+
+  client.on('error', remember);
+  client.on('ready', () => {
+    lastError = undefined;
+  });
+  try {
+    await waitReady(client, options.connectWaitMs ?? 5000);
+  } catch {
+    client.disconnect();
+    const why = lastError?.message ?? `no answer in ${options.connectWaitMs ?? 5000} ms`;
+    throw new Error(`cannot reach Redis at ${target}: ${why}`);
+  }
+  return new RedisStore({
+    client,
+    createSubscriber,
+    keyPrefix: options.keyPrefix,
+    shards: options.cluster ? CLUSTER_SHARDS : 1,
+    target,
+    commandTimeoutMs: options.commandTimeoutMs,
+    lastError: () => lastError,
+  });
+}
+
+function nodeOptions(t: RedisTarget, options: OpenRedisOptions): RedisOptions {
+  return {
+    username: t.username,
+    password: t.password,
+    tls: t.tls ? { ...options.tls } : undefined,
+    connectTimeout: options.connectTimeoutMs ?? 2000,
+    connectionName: 'tally',
+    // The store asks for readiness itself (status 'ready' means INFO answered).
+    enableReadyCheck: true,
+  };
+}
+
+/** Capped exponential backoff with jitter, so many instances do not reconnect in lockstep. */
+function reconnectDelay(maxMs: number): (attempt: number) => number {
+  return (attempt) => {
+    const ceiling = Math.min(maxMs, 50 * 2 ** Math.min(attempt, 10));
+    return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+  };
+}
+
+function waitReady(client: RedisClient, ms: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.off('ready', onReady);
+      reject(new Error('timeout'));
+    }, ms);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    client.once('ready', onReady);
+  });
 }

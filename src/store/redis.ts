@@ -1,0 +1,382 @@
+/** @module store/redis — counters in Redis (standalone or Cluster), shared by many instances. */
+import { randomBytes } from 'node:crypto';
+import type { Cluster, Redis } from 'ioredis';
+import {
+  type Batch,
+  type BatchResult,
+  type ChangeListener,
+  decodeCursor,
+  encodeCursor,
+  type ListOptions,
+  type ListPage,
+  type Store,
+} from './interface.js';
+import { APPLY_BATCH_LUA } from './lua/apply-batch-3.js';
+import { DELETE_COUNTER_LUA } from './lua/delete-counter-3.js';
+import { SET_COUNTER_LUA } from './lua/set-counter-3.js';
+import { KeyLayout, type ShardKeys } from './redis-keys.js';
+
+/** A connected ioredis client: one node or a whole cluster. */
+export type RedisClient = Redis | Cluster;
+
+/** What the store calls; `defineCommand` adds the three scripts to the client. */
+interface ScriptCommands {
+  tallyApplyBatch(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
+  tallySetCounter(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
+  tallyDeleteCounter(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
+}
+
+/** Options for {@link RedisStore}. */
+export interface RedisStoreOptions {
+  /** Command connection; created with `enableOfflineQueue: false` so calls fail fast offline. */
+  readonly client: RedisClient;
+  /** Makes the pub/sub connection for `watch` (reconnects and resubscribes by itself). */
+  readonly createSubscriber: () => RedisClient;
+  /** Prefix of every key and of the channel. @default 'tally:' */
+  readonly keyPrefix?: string;
+  /** Hash-tagged shards (Redis Cluster); 1 = plain keys (standalone). @default 1 */
+  readonly shards?: number;
+  /** Where the client points, without credentials, for error messages. */
+  readonly target: string;
+  /** Longest wait for one command, in ms; a batch gets `batchTimeoutPerCounterMs` more per counter. @default 2000 */
+  readonly commandTimeoutMs?: number;
+  /** Extra time allowed per counter in a batch, in ms (a 100k-counter script runs ~0.3 s). @default 0.02 */
+  readonly batchTimeoutPerCounterMs?: number;
+  /** Newest versions remembered to keep live values from stepping back. @default 100_000 */
+  readonly maxTrackedNames?: number;
+  /** Last connection error of the client(s), for messages. */
+  readonly lastError?: () => Error | undefined;
+}
+
+interface Tracked {
+  version: number;
+  value: number;
+}
+
+/**
+ * Counters as Redis strings, applied by Lua scripts (docs/redis.md has the key layout).
+ *
+ * Every write script bumps its shard's version and publishes `origin shard version` plus the new
+ * values; the same version comes back in the reply. Pub/sub messages and command replies arrive
+ * on different connections, so either may be first: the store remembers the newest version seen
+ * per counter and neither delivers nor returns a value older than one it already let out.
+ */
+export class RedisStore implements Store {
+  readonly kind: string;
+  private readonly client: RedisClient & ScriptCommands;
+  private readonly layout: KeyLayout;
+  private readonly commandTimeoutMs: number;
+  private readonly perCounterMs: number;
+  private readonly maxTracked: number;
+  /** Tags this store's messages so `watch` skips them. */
+  private readonly origin = randomBytes(6).toString('hex');
+  private readonly listeners = new Set<ChangeListener>();
+  private readonly tracked = new Map<string, Tracked>();
+  private subscriber: RedisClient | null = null;
+  private closed = false;
+
+  constructor(private readonly options: RedisStoreOptions) {
+    this.layout = new KeyLayout(options.keyPrefix ?? 'tally:', options.shards ?? 1);
+    this.kind = this.layout.shards.length === 1 ? 'redis' : 'redis-cluster';
+    this.commandTimeoutMs = options.commandTimeoutMs ?? 2000;
+    this.perCounterMs = options.batchTimeoutPerCounterMs ?? 0.02;
+    this.maxTracked = options.maxTrackedNames ?? 100_000;
+    const client = options.client;
+    client.defineCommand('tallyApplyBatch', { lua: APPLY_BATCH_LUA });
+    client.defineCommand('tallySetCounter', { lua: SET_COUNTER_LUA });
+    client.defineCommand('tallyDeleteCounter', { lua: DELETE_COUNTER_LUA });
+    this.client = client as RedisClient & ScriptCommands;
+  }
+
+  async applyBatch(batch: Batch): Promise<BatchResult> {
+    this.assertUsable();
+    const groups = new Map<ShardKeys, string[]>();
+    for (const name of batch.deltas.keys()) {
+      const shard = this.layout.shardOf(name);
+      let names = groups.get(shard);
+      if (names === undefined) groups.set(shard, (names = []));
+      names.push(name);
+    }
+    // Shards are separate scripts (separate slots); each is deduped by (instanceId, seq) on its
+    // own, so a retry after a partial failure applies exactly the shards that were missed.
+    // allSettled: never leave a sub-batch running behind a rejection the aggregator retries.
+    const settled = await Promise.allSettled(
+      [...groups].map(([shard, names]) => this.applyShard(shard, names, batch)),
+    );
+    const values = new Map<string, number>();
+    const rejected: string[] = [];
+    let duplicate = true;
+    for (const s of settled) {
+      if (s.status === 'rejected') throw s.reason;
+      duplicate &&= s.value.duplicate;
+      for (const [name, value] of s.value.values) values.set(name, value);
+      rejected.push(...s.value.rejected);
+    }
+    return { values, duplicate: groups.size > 0 && duplicate, rejected };
+  }
+
+  private async applyShard(shard: ShardKeys, names: string[], batch: Batch): Promise<BatchResult> {
+    const keys = [shard.seq, shard.names, shard.version];
+    const args = [
+      batch.instanceId,
+      String(batch.seq),
+      this.layout.channel,
+      `${this.origin} ${shard.index}`,
+      String(Buffer.byteLength(shard.counterPrefix)),
+    ];
+    for (const name of names) {
+      keys.push(shard.counterPrefix + name);
+      args.push(String(batch.deltas.get(name)));
+    }
+    const timeout = this.commandTimeoutMs + Math.ceil(names.length * this.perCounterMs);
+    const reply = await this.timed(
+      this.client.tallyApplyBatch(keys.length, keys, args),
+      'applyBatch',
+      timeout,
+    );
+    if (!Array.isArray(reply) || reply.length !== 4) throw badReply('applyBatch', reply);
+    const [dup, version, rawValues, rawRejected] = reply as [number, number, unknown, unknown];
+    if (!Array.isArray(rawValues) || rawValues.length !== names.length) {
+      throw badReply('applyBatch', reply);
+    }
+    const values = new Map<string, number>();
+    names.forEach((name, i) => {
+      values.set(name, this.newest(name, version, Number(rawValues[i])));
+    });
+    const rejected = Array.isArray(rawRejected)
+      ? rawRejected.map((i) => names[Number(i) - 1] ?? '')
+      : [];
+    return { values, duplicate: dup === 1, rejected };
+  }
+
+  async lastSeq(instanceId: string): Promise<number> {
+    this.assertUsable();
+    // Each shard records the seqs that reached it; the instance's last seq is the highest.
+    const seqs = await Promise.all(
+      this.layout.shards.map((s) => this.timed(this.client.hget(s.seq, instanceId), 'lastSeq')),
+    );
+    return Math.max(0, ...seqs.map((s) => (s === null ? 0 : Number(s))));
+  }
+
+  async get(name: string): Promise<number> {
+    this.assertUsable();
+    const raw = await this.timed(this.client.get(this.layout.counterKey(name)), 'get');
+    return parseValue(name, raw);
+  }
+
+  async set(name: string, value: number): Promise<void> {
+    this.assertUsable();
+    const shard = this.layout.shardOf(name);
+    const reply = await this.timed(
+      this.client.tallySetCounter(
+        3,
+        [shard.counterPrefix + name, shard.names, shard.version],
+        [String(value), name, this.layout.channel, `${this.origin} ${shard.index}`],
+      ),
+      'set',
+    );
+    this.newest(name, Number(reply), value);
+  }
+
+  async delete(name: string): Promise<boolean> {
+    this.assertUsable();
+    const shard = this.layout.shardOf(name);
+    const reply = await this.timed(
+      this.client.tallyDeleteCounter(
+        3,
+        [shard.counterPrefix + name, shard.names, shard.version],
+        [name, this.layout.channel, `${this.origin} ${shard.index}`],
+      ),
+      'delete',
+    );
+    if (!Array.isArray(reply) || reply.length !== 2) throw badReply('delete', reply);
+    const existed = Number(reply[0]) === 1;
+    if (existed) this.newest(name, Number(reply[1]), 0);
+    return existed;
+  }
+
+  async list(options: ListOptions = {}): Promise<ListPage> {
+    this.assertUsable();
+    const prefix = options.prefix ?? '';
+    const limit = options.limit ?? 100;
+    const after = decodeCursor(options.cursor);
+    const min = after !== undefined && after >= prefix ? `(${after}` : `[${prefix}`;
+    // Names are ASCII below DEL (0x7f), so prefix + DEL is above every name with the prefix.
+    const max = prefix === '' ? '+' : `(${prefix}\x7f`;
+    // Each shard's index is sorted; merge the first limit+1 of each.
+    const perShard = await Promise.all(
+      this.layout.shards.map((s) =>
+        this.timed(this.client.zrangebylex(s.names, min, max, 'LIMIT', 0, limit + 1), 'list'),
+      ),
+    );
+    const names = perShard
+      .flat()
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+      .slice(0, limit + 1);
+    const page = names.slice(0, limit);
+    const byShard = new Map<ShardKeys, string[]>();
+    for (const name of page) {
+      const shard = this.layout.shardOf(name);
+      let group = byShard.get(shard);
+      if (group === undefined) byShard.set(shard, (group = []));
+      group.push(name);
+    }
+    const values = new Map<string, number>();
+    await Promise.all(
+      [...byShard].map(async ([shard, group]) => {
+        const raw = await this.timed(
+          this.client.mget(group.map((n) => shard.counterPrefix + n)),
+          'list',
+        );
+        group.forEach((name, i) => {
+          // Deleted between the two reads: the name is skipped, the page is one shorter.
+          const v = raw[i];
+          if (v !== null && v !== undefined) values.set(name, parseValue(name, v));
+        });
+      }),
+    );
+    const items = page
+      .filter((n) => values.has(n))
+      .map((n) => ({ name: n, value: values.get(n) ?? 0 }));
+    const last = page[page.length - 1];
+    return {
+      items,
+      nextCursor: names.length > limit && last !== undefined ? encodeCursor(last) : null,
+    };
+  }
+
+  async ping(): Promise<void> {
+    this.assertUsable();
+    const client = this.client;
+    if ('nodes' in client && typeof client.nodes === 'function') {
+      // A cluster is ready only when every master (every slot) answers.
+      const masters = (client as Cluster).nodes('master');
+      if (masters.length === 0) throw this.unavailable('ping');
+      await Promise.all(masters.map((node) => this.timed(node.ping(), 'ping')));
+      return;
+    }
+    await this.timed(client.ping(), 'ping');
+  }
+
+  watch(listener: ChangeListener): () => void {
+    this.listeners.add(listener);
+    if (this.subscriber === null && !this.closed) this.subscribe();
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.listeners.clear();
+    this.subscriber?.disconnect();
+    this.subscriber = null;
+    this.client.disconnect();
+  }
+
+  private subscribe(): void {
+    const sub = this.options.createSubscriber();
+    this.subscriber = sub;
+    // Errors also show up as failed commands; the listener keeps them from being "unhandled".
+    sub.on('error', () => {});
+    sub.on('message', (_channel: string, message: string) => this.onMessage(message));
+    // With the offline queue on, SUBSCRIBE waits for the connection; ioredis resubscribes after
+    // every reconnect by itself.
+    sub.subscribe(this.layout.channel).catch(() => {});
+  }
+
+  private onMessage(message: string): void {
+    if (this.listeners.size === 0) return;
+    const lines = message.split('\n');
+    const [origin, , rawVersion] = (lines[0] ?? '').split(' ');
+    if (origin === this.origin || rawVersion === undefined) return;
+    const version = Number(rawVersion);
+    const changes = new Map<string, number>();
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i] as string;
+      const space = line.indexOf(' ');
+      if (space <= 0) continue;
+      const name = line.slice(0, space);
+      const value = Number(line.slice(space + 1));
+      if (!Number.isSafeInteger(value)) continue;
+      if (this.newest(name, version, value) === value) changes.set(name, value);
+    }
+    if (changes.size === 0) return;
+    for (const listener of this.listeners) listener(changes);
+  }
+
+  /**
+   * Records `value` as the counter's value at shard `version` unless a newer one is known, and
+   * returns the newest value. Only while someone watches: without messages nothing can race.
+   */
+  private newest(name: string, version: number, value: number): number {
+    if (this.subscriber === null) return value;
+    const known = this.tracked.get(name);
+    if (known !== undefined && known.version > version) return known.value;
+    if (known !== undefined && known.version === version && known.value === value) {
+      // A message for a version already seen (duplicate batch read): nothing new to say.
+      return value;
+    }
+    this.tracked.delete(name);
+    this.tracked.set(name, { version, value });
+    if (this.tracked.size > this.maxTracked) {
+      const oldest = this.tracked.keys().next().value;
+      if (oldest !== undefined) this.tracked.delete(oldest);
+    }
+    return value;
+  }
+
+  private assertUsable(): void {
+    if (this.closed) throw new Error('redis store is closed');
+    if (this.client.status !== 'ready') throw this.unavailable('command');
+  }
+
+  private unavailable(what: string): Error {
+    const cause = this.options.lastError?.();
+    const why = cause === undefined ? `connection ${this.client.status}` : cause.message;
+    return new Error(`Redis ${this.options.target} is unreachable (${what}): ${why}`, { cause });
+  }
+
+  /**
+   * Bounds a command in time. A command that timed out may still run later: writes are safe
+   * because batches are deduped by (instanceId, seq).
+   */
+  private timed<T>(p: Promise<T>, what: string, ms = this.commandTimeoutMs): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`Redis ${this.options.target}: ${what} got no answer in ${ms} ms`)),
+        ms,
+      );
+      p.then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(
+            err instanceof Error && /writeable|connection is closed|max retries/i.test(err.message)
+              ? this.unavailable(what)
+              : err,
+          );
+        },
+      );
+    });
+  }
+}
+
+function parseValue(name: string, raw: string | null): number {
+  if (raw === null) return 0;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value)) {
+    throw new Error(`Redis holds a non-integer value for counter "${name}"`);
+  }
+  return value;
+}
+
+function badReply(what: string, reply: unknown): Error {
+  return new Error(
+    `unexpected reply from Redis to ${what}: ${JSON.stringify(reply)?.slice(0, 200)}`,
+  );
+}

@@ -1,0 +1,145 @@
+// Starts a private redis-server on a free loopback port for a test file, and stops it.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { connect } from 'node:net';
+import { freePort } from './server-process.js';
+import { tempDir } from './tmp.js';
+
+export interface RedisServerOptions {
+  /** Keep data across stop/start: append-only file fsynced on every write. @default false */
+  readonly persistent?: boolean;
+  /** More redis-server arguments, e.g. ['--requirepass', 'x']. */
+  readonly args?: readonly string[];
+}
+
+export interface RedisServer {
+  readonly port: number;
+  /** redis://127.0.0.1:<port> */
+  readonly url: string;
+  /** True while the process runs. */
+  running(): boolean;
+  /** Stops the process (SIGTERM by default, SIGKILL for a crash) and waits for it to exit. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts it again on the same port and waits until it answers PING. */
+  start(): Promise<void>;
+  /** Freezes (SIGSTOP) or thaws (SIGCONT) the process: commands hang instead of failing. */
+  pause(): void;
+  resume(): void;
+  /** Stdout/stderr so far, for failure messages. */
+  output(): string;
+  /** Stops it for good and removes its directory. */
+  close(): Promise<void>;
+}
+
+let checked = false;
+
+/** Throws with install instructions when redis-server is not on PATH. */
+export function requireRedisServer(): void {
+  if (checked) return;
+  const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
+  if (probe.error !== undefined || probe.status !== 0) {
+    throw new Error(
+      'redis-server is required for the Redis tests but was not found on PATH. Install it with ' +
+        '`sudo apt-get install redis-server` (Debian/Ubuntu; .ci/run does this) or ' +
+        '`brew install redis` (macOS).',
+    );
+  }
+  checked = true;
+}
+
+/** Starts a redis-server with no persistence (unless asked) on a free port. */
+export async function startRedis(options: RedisServerOptions = {}): Promise<RedisServer> {
+  requireRedisServer();
+  const port = await freePort();
+  const dir = tempDir('tally-redis');
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--daemonize',
+    'no',
+    '--dir',
+    dir.path,
+    '--save',
+    '',
+    ...(options.persistent
+      ? ['--appendonly', 'yes', '--appendfsync', 'always']
+      : ['--appendonly', 'no']),
+    ...(options.args ?? []),
+  ];
+  let child: ChildProcess | null = null;
+  let exited: Promise<void> = Promise.resolve();
+  let out = '';
+  const killOnExit = () => child?.kill('SIGKILL');
+  process.once('exit', killOnExit);
+
+  const launch = async () => {
+    const proc = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = proc;
+    proc.stdout?.on('data', (d) => {
+      out += d;
+    });
+    proc.stderr?.on('data', (d) => {
+      out += d;
+    });
+    exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`redis-server exited at start:\n${out}`);
+      if (await answersPing(port)) return;
+      if (Date.now() > deadline) throw new Error(`redis-server did not answer PING:\n${out}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+
+  const server: RedisServer = {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    running: () => child !== null && child.exitCode === null && child.signalCode === null,
+    async stop(signal = 'SIGTERM') {
+      const proc = child;
+      if (proc === null || proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGCONT');
+      proc.kill(signal);
+      await exited;
+    },
+    async start() {
+      if (server.running()) return;
+      await launch();
+    },
+    pause() {
+      child?.kill('SIGSTOP');
+    },
+    resume() {
+      child?.kill('SIGCONT');
+    },
+    output: () => out,
+    async close() {
+      await server.stop('SIGKILL');
+      process.off('exit', killOnExit);
+      dir.remove();
+    },
+  };
+  await launch();
+  return server;
+}
+
+/** True when something on the port answers +PONG within a second. */
+function answersPing(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host: '127.0.0.1' });
+    let reply = '';
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1000, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (d) => {
+      reply += d;
+      // NOAUTH: up, but wants a password (tests with requirepass/ACL users).
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'));
+    });
+  });
+}
