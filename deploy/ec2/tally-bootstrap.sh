@@ -137,7 +137,12 @@ step_codedeploy_agent() {
   chmod +x "$dir/install"
   "$dir/install" auto
   rm -rf "$dir"
-  systemctl enable --now codedeploy-agent
+  # Without internet access the agent polls through the codedeploy-commands-secure endpoint,
+  # which it only uses with IAM auth enabled.
+  local conf=/etc/codedeploy-agent/conf/codedeployagent.yml
+  grep -q '^:enable_auth_policy: true' "$conf" || echo ':enable_auth_policy: true' >>"$conf"
+  systemctl enable codedeploy-agent
+  systemctl restart codedeploy-agent
   log "CodeDeploy agent running"
 }
 

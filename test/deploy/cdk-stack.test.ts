@@ -212,6 +212,18 @@ describe('load balancer and fleet', () => {
     expect(userData).toContain('/usr/local/sbin/tally-bootstrap all');
     expect(userData).toContain('step_codedeploy_agent');
     expect(userData).toContain('TALLY_REDIS_SECRET_ARN=');
+    // EC2 rejects user data over 16 KiB; tokens (ARNs, host names) add at most a few hundred bytes.
+    expect(userData.length).toBeLessThan(14 * 1024);
+  });
+
+  it('lets the CodeDeploy agent poll through the VPC endpoint', () => {
+    const role = idOf(stack.fleet.role.roleArn);
+    const text = JSON.stringify(
+      ofType('AWS::IAM::Policy').filter(([, p]) =>
+        JSON.stringify(p.Properties.Roles).includes(role),
+      ),
+    );
+    expect(text).toContain('codedeploy-commands-secure:PollHostCommand');
   });
 
   it('lets the instances read exactly the secrets they need', () => {

@@ -132,6 +132,18 @@ export class TallyFleet extends Construct {
         iam.ManagedPolicy.fromAwsManagedPolicyName('CloudWatchAgentServerPolicy'),
       ],
     });
+    // The CodeDeploy agent polls for work through the codedeploy-commands-secure endpoint.
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        actions: [
+          'codedeploy-commands-secure:GetDeploymentSpecification',
+          'codedeploy-commands-secure:PollHostCommand',
+          'codedeploy-commands-secure:PutHostCommandAcknowledgement',
+          'codedeploy-commands-secure:PutHostCommandComplete',
+        ],
+        resources: ['*'],
+      }),
+    );
     props.redis.authToken.grantRead(this.role);
     props.adminToken.grantRead(this.role);
     props.agentConfig.grantRead(this.role);
