@@ -191,6 +191,15 @@ describe('load balancer and fleet', () => {
     });
   });
 
+  it('keeps /metrics off the public listener', () => {
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::ListenerRule', {
+      Conditions: [
+        { Field: 'path-pattern', PathPatternConfig: { Values: ['/metrics', '/metrics/*'] } },
+      ],
+      Actions: [Match.objectLike({ Type: 'fixed-response' })],
+    });
+  });
+
   it('runs at least two instances, replaced when /readyz fails', () => {
     const asg = only('AWS::AutoScaling::AutoScalingGroup').Properties;
     expect(asg).toMatchObject({ MinSize: '2', MaxSize: '6', HealthCheckType: 'ELB' });

@@ -237,8 +237,9 @@ export class TallyFleet extends Construct {
       deregistrationDelay: Duration.seconds(30),
     });
 
+    let serving: elbv2.ApplicationListener;
     if (https) {
-      this.loadBalancer.addListener('Https', {
+      serving = this.loadBalancer.addListener('Https', {
         port: 443,
         open: false,
         certificates: [elbv2.ListenerCertificate.fromArn(props.certificateArn!)],
@@ -255,12 +256,21 @@ export class TallyFleet extends Construct {
         }),
       });
     } else {
-      this.loadBalancer.addListener('Http', {
+      serving = this.loadBalancer.addListener('Http', {
         port: 80,
         open: false,
         defaultTargetGroups: [this.targetGroup],
       });
     }
+    // Prometheus metrics describe internals; they stay inside the VPC (scrape the instances).
+    serving.addAction('HideMetrics', {
+      priority: 10,
+      conditions: [elbv2.ListenerCondition.pathPatterns(['/metrics', '/metrics/*'])],
+      action: elbv2.ListenerAction.fixedResponse(404, {
+        contentType: 'application/json',
+        messageBody: '{"error":{"code":"NOT_FOUND","message":"Not Found"}}',
+      }),
+    });
   }
 }
 
