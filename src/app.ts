@@ -1,7 +1,10 @@
 /** @module app — assembles one Tally instance (store, aggregator, live hub, HTTP); no listen here. */
+
+import { join } from 'node:path';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { type Aggregator, createAggregator, type DrainResult } from './aggregator/index.js';
 import type { Config } from './config.js';
+import { IdempotencyKeys } from './counters/idempotency.js';
 import { CounterService } from './counters/service.js';
 import { TallyError } from './errors.js';
 import { adminGuard } from './http/auth.js';
@@ -15,6 +18,8 @@ import type { EventStream } from './live/sse.js';
 import type { Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
 import type { Store } from './store/interface.js';
+import { recoverLog } from './wal/recover.js';
+import { type WalFile, WriteAheadLog } from './wal/wal.js';
 
 /** What `buildApp` needs besides config. */
 export interface AppDeps {
@@ -24,6 +29,8 @@ export interface AppDeps {
   readonly instanceId: string;
   /** Defaults to a fresh registry with Node's default metrics. */
   readonly metrics?: Metrics;
+  /** Opens write-ahead log segments; tests pass one that fails on demand. */
+  readonly openWalFile?: (path: string) => Promise<WalFile>;
   /** Sibling processes on this host (cluster workers): changes fan out to their live streams. */
   readonly bus?: ChangeBus;
 }
@@ -42,6 +49,8 @@ export interface Tally {
   readonly hub: LiveHub;
   readonly metrics: Metrics;
   readonly counters: CounterService;
+  /** The write-ahead log, when enabled. */
+  readonly wal: WriteAheadLog | undefined;
   /**
    * Clean stop: refuse new requests, end live streams, let in-flight requests finish, flush
    * everything pending (retrying up to `drainTimeoutMs`), close the store.
@@ -58,8 +67,29 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     hub.publish(changes);
     deps.bus?.publish(changes);
   };
-  const firstSeq = (await store.lastSeq(instanceId)) + 1;
   const flushLog = logger.child({ component: 'flusher' });
+
+  let wal: WriteAheadLog | undefined;
+  if (config.wal) {
+    const dir = join(config.dataDir, 'wal', instanceId);
+    const recovery = await untilDone(
+      () => recoverLog(dir, store, instanceId),
+      (err, attempt) =>
+        logger.error({ event: 'replay_failed', err, attempt }, 'log replay failed; retrying'),
+    );
+    if (recovery.segments > 0) {
+      logger.info({ event: 'log_replayed', ...recovery }, 'write-ahead log replayed');
+    }
+    wal = await WriteAheadLog.open({
+      dir,
+      fsync: config.walFsync,
+      syncIntervalMs: config.walSyncMs,
+      segmentBytes: config.walSegmentBytes,
+      firstSegment: recovery.nextSegment,
+      ...(deps.openWalFile ? { openFile: deps.openWalFile } : {}),
+    });
+  }
+  const firstSeq = (await untilDone(() => store.lastSeq(instanceId))) + 1;
 
   const aggregator = createAggregator(config.aggregator, {
     store,
@@ -68,6 +98,10 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     flushIntervalMs: config.flushIntervalMs,
     maxPending: config.maxPending,
     maxBatchSize: config.maxBatchSize,
+    journal: wal && {
+      seal: (seq, lastTicket) => wal.seal(seq, lastTicket),
+      markDurable: (ticket) => wal.markDurable(ticket),
+    },
     events: {
       onApplied(batch, result, durationMs) {
         metrics.batchesFlushed.inc();
@@ -113,7 +147,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
   const unwatch = store.watch?.(fromElsewhere);
   const unbus = deps.bus?.subscribe(fromElsewhere);
 
-  const counters = new CounterService(store, aggregator, changed);
+  const counters = new CounterService(store, aggregator, changed, wal);
+  const keys = new IdempotencyKeys(store, { ttlMs: config.idempotencyTtlMs });
   const streams = new Set<EventStream>();
   let closing = false;
 
@@ -125,6 +160,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     // Counter names are up to 128 characters; find-my-way's default cap is 100.
     routerOptions: { maxParamLength: 256 },
     return503OnClosing: true,
+    requestTimeout: config.requestTimeoutMs,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomId(),
   });
@@ -168,10 +204,12 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     metrics,
     instanceId,
     closing: () => closing,
+    checks: [() => wal?.problem()],
   });
   await app.register(counterRoutes, {
     counters,
     metrics,
+    keys,
     requireAdmin: adminGuard(config.adminToken),
   });
   await app.register(eventRoutes, {
@@ -215,6 +253,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
           'stopped with unflushed increments',
         );
       }
+      await wal?.close();
       unwatch?.();
       unbus?.();
       hub.close();
@@ -224,7 +263,22 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     return closed;
   };
 
-  return { app, store, aggregator, hub, metrics, counters, close };
+  return { app, store, aggregator, hub, metrics, counters, wal, close };
+}
+
+/** Retries `op` with capped backoff until it succeeds: startup waits out a store outage. */
+async function untilDone<T>(
+  op: () => Promise<T>,
+  onError?: (err: unknown, attempt: number) => void,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await op();
+    } catch (err) {
+      onError?.(err, attempt);
+      await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
+    }
+  }
 }
 
 /** How long in-flight requests get to finish on close before their sockets are cut. */

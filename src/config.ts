@@ -124,6 +124,36 @@ export const SETTINGS = {
     schema: int(64, 16 * 1024 * 1024).default(256 * 1024),
     doc: 'Largest request body (bytes); a 1000-item batch needs about 100 KiB',
   },
+  wal: {
+    env: 'TALLY_WAL',
+    schema: bool.default(true),
+    doc: 'Write-ahead log: every increment is on disk before it is acknowledged',
+  },
+  walFsync: {
+    env: 'TALLY_WAL_FSYNC',
+    schema: z.enum(['always', 'interval', 'never']).default('interval'),
+    doc: 'always: ack after fdatasync; interval: ack after write, fdatasync every TALLY_WAL_SYNC_MS; never',
+  },
+  walSyncMs: {
+    env: 'TALLY_WAL_SYNC_MS',
+    schema: int(1, 60_000).default(10),
+    doc: 'interval mode: milliseconds between fdatasync calls (the power-loss window)',
+  },
+  walSegmentBytes: {
+    env: 'TALLY_WAL_SEGMENT_BYTES',
+    schema: int(4096, 1 << 30).default(64 * 1024 * 1024),
+    doc: 'Start a new log segment past this size (bytes); flushed segments are deleted',
+  },
+  idempotencyTtlMs: {
+    env: 'TALLY_IDEMPOTENCY_TTL_MS',
+    schema: int(1000, 30 * 24 * 3600 * 1000).default(24 * 3600 * 1000),
+    doc: 'How long an Idempotency-Key is remembered (ms)',
+  },
+  requestTimeoutMs: {
+    env: 'TALLY_REQUEST_TIMEOUT_MS',
+    schema: int(100, 600_000).default(10_000),
+    doc: 'Longest time to receive a whole request (slow bodies get 408)',
+  },
   benchRoutes: {
     env: 'TALLY_BENCH_ROUTES',
     schema: bool.default(false),

@@ -32,6 +32,10 @@ export const ERRORS = {
     status: 422,
     message: 'This Idempotency-Key was used for a different request',
   },
+  IDEMPOTENCY_IN_PROGRESS: {
+    status: 409,
+    message: 'A request with this Idempotency-Key is still being processed; retry shortly',
+  },
   TOO_MANY_SSE_CLIENTS: { status: 503, message: 'Too many live streams on this instance' },
   OVERLOADED: { status: 503, message: 'Too much pending work; retry after the Retry-After delay' },
   STORE_UNAVAILABLE: { status: 503, message: 'The store is unavailable' },

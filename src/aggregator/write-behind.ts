@@ -28,6 +28,16 @@ export interface AggregatorOptions {
   readonly maxKnown?: number;
   /** Observer for metrics, logs and live updates. */
   readonly events?: AggregatorEvents;
+  /** The write-ahead log's hooks: batch markers and durability (see wal/wal.ts). */
+  readonly journal?: Journal;
+}
+
+/** What the aggregator tells the write-ahead log. */
+export interface Journal {
+  /** Batch `seq` holds every increment up to `lastTicket`; must be on disk before it is sent. */
+  seal(seq: number, lastTicket: number): Promise<void>;
+  /** The store holds every increment up to `ticket`. */
+  markDurable(ticket: number): void;
 }
 
 /** Hooks an aggregator calls; each must be cheap and must not throw. */
@@ -84,6 +94,7 @@ export abstract class WriteBehindAggregator {
   private readonly retryMaxMs: number;
   private readonly maxKnown: number;
   private readonly events: AggregatorEvents;
+  private readonly journal: Journal | undefined;
 
   /** Last stored value seen per counter: from flush results, reads, sets and other instances. */
   private readonly known = new Map<string, number>();
@@ -117,6 +128,7 @@ export abstract class WriteBehindAggregator {
     this.retryMaxMs = options.retryMaxMs ?? 2000;
     this.maxKnown = options.maxKnown ?? 200_000;
     this.events = options.events ?? {};
+    this.journal = options.journal;
   }
 
   // ---- what each design provides ----
@@ -143,18 +155,36 @@ export abstract class WriteBehindAggregator {
    * Throws OVERLOADED, COUNTER_OVERFLOW or SHUTTING_DOWN; never does I/O.
    */
   add(name: string, by: number): number {
+    this.check(name, by);
+    return this.accept(name, by);
+  }
+
+  /** Throws what `add` would throw, changing nothing. */
+  check(name: string, by: number): void {
     if (this.stopping) throw new TallyError('SHUTTING_DOWN');
     if (!this.hasRoom([name], 1)) this.overloaded();
-    const next = this.estimate(name) + by;
-    if (!inRange(next)) throw new TallyError('COUNTER_OVERFLOW');
+    if (!inRange(this.estimate(name) + by)) throw new TallyError('COUNTER_OVERFLOW');
+  }
+
+  /**
+   * Records an increment already checked and logged; never throws. The write-ahead log path
+   * checks, awaits the log, then accepts: an increment in the log must reach the store.
+   */
+  accept(name: string, by: number): number {
     this.buffer(name, by);
     this.ticket++;
     if (this.eager()) this.kick();
-    return next;
+    return this.estimate(name);
   }
 
   /** Accepts all increments or none (same errors as `add`). Returns the ticket of the last. */
   addMany(items: readonly Increment[]): number {
+    this.checkMany(items);
+    return this.acceptMany(items);
+  }
+
+  /** Throws what `addMany` would throw, changing nothing. */
+  checkMany(items: readonly Increment[]): void {
     if (this.stopping) throw new TallyError('SHUTTING_DOWN');
     const totals = new Map<string, number>();
     for (const { name, by } of items) totals.set(name, (totals.get(name) ?? 0) + by);
@@ -167,6 +197,10 @@ export abstract class WriteBehindAggregator {
       }
     }
     if (!this.hasRoom(totals.keys(), items.length)) this.overloaded();
+  }
+
+  /** Records checked and logged increments; returns the ticket of the last. */
+  acceptMany(items: readonly Increment[]): number {
     for (const { name, by } of items) {
       this.buffer(name, by);
       this.ticket++;
@@ -365,6 +399,9 @@ export abstract class WriteBehindAggregator {
       }
       this.inflight = { instanceId: this.instanceId, seq: this.nextSeq++, deltas: taken.deltas };
       this.inflightTicket = taken.ticket;
+      // The marker must be on disk before the store may apply the batch: a crash after the
+      // apply then replays it under the same seq, which the store skips.
+      await this.journal?.seal(this.inflight.seq, taken.ticket);
     }
     const batch = this.inflight;
     const started = performance.now();
@@ -391,7 +428,10 @@ export abstract class WriteBehindAggregator {
   }
 
   private settle(ticket: number): void {
-    if (ticket > this.durableTicket) this.durableTicket = ticket;
+    if (ticket > this.durableTicket) {
+      this.durableTicket = ticket;
+      this.journal?.markDurable(ticket);
+    }
     if (this.waiters.length === 0) return;
     const still: Waiter[] = [];
     for (const w of this.waiters) {

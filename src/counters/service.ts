@@ -2,6 +2,7 @@
 import type { Aggregator, Increment } from '../aggregator/index.js';
 import { TallyError } from '../errors.js';
 import type { ListOptions, ListPage, Store } from '../store/interface.js';
+import type { WriteAheadLog } from '../wal/wal.js';
 
 /** eventual: answer from memory (202); strong: answer once the store holds it (200). */
 export type Consistency = 'eventual' | 'strong';
@@ -29,6 +30,8 @@ export class CounterService {
     private readonly aggregator: Aggregator,
     /** Told of values this process changed (live streams, sibling processes). */
     private readonly changed: (changes: ReadonlyMap<string, number>) => void,
+    /** The write-ahead log; when set, every increment is logged before it is accepted. */
+    private readonly wal?: WriteAheadLog,
   ) {}
 
   /**
@@ -38,14 +41,23 @@ export class CounterService {
   async increment(name: string, by: number, consistency: Consistency): Promise<number> {
     if (consistency === 'strong') {
       // Fail fast while the store is known to be down instead of piling up waiters.
-      if (!this.aggregator.healthy())
+      if (!this.aggregator.healthy()) {
         throw new TallyError('STORE_UNAVAILABLE', undefined, { retryAfterS: 1 });
-      this.aggregator.add(name, by);
+      }
+      await this.accept(name, by);
       await this.confirm(this.aggregator.currentTicket());
       return this.aggregator.knownValue(name) ?? (await this.store.get(name));
     }
     if (!this.aggregator.knows(name)) await this.warm(name);
-    return this.aggregator.add(name, by);
+    return this.accept(name, by);
+  }
+
+  /** Check, log (if the log is on), accept: a logged increment is always accepted. */
+  private async accept(name: string, by: number): Promise<number> {
+    if (this.wal === undefined) return this.aggregator.add(name, by);
+    this.aggregator.check(name, by);
+    await this.wal.append(name, by);
+    return this.aggregator.accept(name, by);
   }
 
   /** Adds a batch of increments, all or none. Returns how many were accepted. */
@@ -53,7 +65,13 @@ export class CounterService {
     if (consistency === 'strong' && !this.aggregator.healthy()) {
       throw new TallyError('STORE_UNAVAILABLE', undefined, { retryAfterS: 1 });
     }
-    const ticket = this.aggregator.addMany(items);
+    let ticket: number;
+    if (this.wal === undefined) ticket = this.aggregator.addMany(items);
+    else {
+      this.aggregator.checkMany(items);
+      await this.wal.appendMany(items);
+      ticket = this.aggregator.acceptMany(items);
+    }
     if (consistency === 'strong') await this.confirm(ticket);
     return items.length;
   }

@@ -50,6 +50,17 @@ export interface ListPage {
   readonly nextCursor: string | null;
 }
 
+/** What claiming an idempotency key found. */
+export type KeyClaim =
+  | { readonly fresh: true }
+  | {
+      readonly fresh: false;
+      /** What the first request with this key was (counter, amount, route). */
+      readonly fingerprint: string;
+      /** Its saved answer; null while it is still being processed. */
+      readonly result: string | null;
+    };
+
 /** Values changed by some instance's batch, set or delete; delivered to every instance. */
 export type ChangeListener = (changes: ReadonlyMap<string, number>) => void;
 
@@ -80,6 +91,16 @@ export interface Store {
    * uses (memory, sqlite) omit it. Returns an unsubscribe function.
    */
   watch?(listener: ChangeListener): () => void;
+  /**
+   * Claims an idempotency key for `leaseMs` unless a live claim exists (atomic across every
+   * instance sharing the store). Stores without it get a per-process table (see
+   * counters/idempotency.ts).
+   */
+  claimKey?(key: string, fingerprint: string, leaseMs: number): Promise<KeyClaim>;
+  /** Saves the answer for a claimed key and keeps it for `ttlMs`. */
+  completeKey?(key: string, result: string, ttlMs: number): Promise<void>;
+  /** Drops a claim whose request failed, so a retry is processed afresh. */
+  releaseKey?(key: string): Promise<void>;
   close(): Promise<void>;
 }
 

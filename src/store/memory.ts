@@ -5,6 +5,7 @@ import {
   type BatchResult,
   decodeCursor,
   encodeCursor,
+  type KeyClaim,
   type ListOptions,
   type ListPage,
   type Store,
@@ -15,6 +16,10 @@ export class MemoryStore implements Store {
   readonly kind = 'memory';
   private readonly counters = new Map<string, number>();
   private readonly seqs = new Map<string, number>();
+  private readonly keys = new Map<
+    string,
+    { fingerprint: string; result: string | null; expiresAt: number }
+  >();
   private closed = false;
 
   async applyBatch(batch: Batch): Promise<BatchResult> {
@@ -77,6 +82,36 @@ export class MemoryStore implements Store {
       items,
       nextCursor: names.length > limit && last !== undefined ? encodeCursor(last) : null,
     };
+  }
+
+  async claimKey(key: string, fingerprint: string, leaseMs: number): Promise<KeyClaim> {
+    this.assertOpen();
+    const now = Date.now();
+    const found = this.keys.get(key);
+    if (found !== undefined && found.expiresAt > now) {
+      return { fresh: false, fingerprint: found.fingerprint, result: found.result };
+    }
+    this.keys.set(key, { fingerprint, result: null, expiresAt: now + leaseMs });
+    if (this.keys.size % 1024 === 0) this.sweepKeys(now);
+    return { fresh: true };
+  }
+
+  async completeKey(key: string, result: string, ttlMs: number): Promise<void> {
+    this.assertOpen();
+    const found = this.keys.get(key);
+    if (found !== undefined) {
+      found.result = result;
+      found.expiresAt = Date.now() + ttlMs;
+    }
+  }
+
+  async releaseKey(key: string): Promise<void> {
+    this.assertOpen();
+    this.keys.delete(key);
+  }
+
+  private sweepKeys(now: number): void {
+    for (const [key, entry] of this.keys) if (entry.expiresAt <= now) this.keys.delete(key);
   }
 
   async ping(): Promise<void> {

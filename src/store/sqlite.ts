@@ -8,6 +8,7 @@ import {
   type BatchResult,
   decodeCursor,
   encodeCursor,
+  type KeyClaim,
   type ListOptions,
   type ListPage,
   type Store,
@@ -37,7 +38,17 @@ export class SqliteStore implements Store {
     setValue: Database.Statement<[string, number]>;
     deleteValue: Database.Statement<[string]>;
     list: Database.Statement<[string, string, string, number], { name: string; value: number }>;
+    getKey: Database.Statement<
+      [string],
+      { fingerprint: string; result: string | null; expires_at: number }
+    >;
+    putKey: Database.Statement<[string, string, number]>;
+    completeKey: Database.Statement<[string, number, string]>;
+    deleteKey: Database.Statement<[string]>;
+    sweepKeys: Database.Statement<[number]>;
   };
+  private readonly claimTx: (key: string, fingerprint: string, leaseMs: number) => KeyClaim;
+  private claims = 0;
   private readonly applyTx: (batch: Batch) => BatchResult;
 
   constructor(options: SqliteStoreOptions) {
@@ -57,6 +68,13 @@ export class SqliteStore implements Store {
         instance_id TEXT PRIMARY KEY,
         seq         INTEGER NOT NULL
       ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS idempotency_keys (
+        key         TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        result      TEXT,
+        expires_at  INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS idempotency_keys_expiry ON idempotency_keys (expires_at);
     `);
     this.stmt = {
       getValue: this.db.prepare('SELECT value FROM counters WHERE name = ?'),
@@ -79,8 +97,33 @@ export class SqliteStore implements Store {
         'SELECT name, value FROM counters WHERE name >= ? AND name < ? AND name > ? ' +
           'ORDER BY name LIMIT ?',
       ),
+      getKey: this.db.prepare(
+        'SELECT fingerprint, result, expires_at FROM idempotency_keys WHERE key = ?',
+      ),
+      putKey: this.db.prepare(
+        'INSERT INTO idempotency_keys (key, fingerprint, result, expires_at) VALUES (?, ?, NULL, ?) ' +
+          'ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, result = NULL, ' +
+          'expires_at = excluded.expires_at',
+      ),
+      completeKey: this.db.prepare(
+        'UPDATE idempotency_keys SET result = ?, expires_at = ? WHERE key = ?',
+      ),
+      deleteKey: this.db.prepare('DELETE FROM idempotency_keys WHERE key = ?'),
+      sweepKeys: this.db.prepare(
+        'DELETE FROM idempotency_keys WHERE key IN ' +
+          '(SELECT key FROM idempotency_keys WHERE expires_at <= ? LIMIT 1000)',
+      ),
     };
     this.applyTx = this.db.transaction((batch: Batch) => this.applyInTx(batch)).immediate;
+    this.claimTx = this.db.transaction((key: string, fingerprint: string, leaseMs: number) => {
+      const now = Date.now();
+      const found = this.stmt.getKey.get(key);
+      if (found !== undefined && found.expires_at > now) {
+        return { fresh: false, fingerprint: found.fingerprint, result: found.result } as const;
+      }
+      this.stmt.putKey.run(key, fingerprint, now + leaseMs);
+      return { fresh: true } as const;
+    }).immediate;
   }
 
   async applyBatch(batch: Batch): Promise<BatchResult> {
@@ -133,6 +176,20 @@ export class SqliteStore implements Store {
     const items = rows.slice(0, limit);
     const last = items[items.length - 1];
     return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.name) : null };
+  }
+
+  async claimKey(key: string, fingerprint: string, leaseMs: number): Promise<KeyClaim> {
+    // Expired keys are swept a little at a time, so no request pays for a large purge.
+    if (++this.claims % 1000 === 0) this.stmt.sweepKeys.run(Date.now());
+    return this.claimTx(key, fingerprint, leaseMs);
+  }
+
+  async completeKey(key: string, result: string, ttlMs: number): Promise<void> {
+    this.stmt.completeKey.run(result, Date.now() + ttlMs, key);
+  }
+
+  async releaseKey(key: string): Promise<void> {
+    this.stmt.deleteKey.run(key);
   }
 
   async ping(): Promise<void> {

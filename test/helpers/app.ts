@@ -1,5 +1,5 @@
 // Builds an in-process Tally on a given store, with logs off, for route tests.
-import { buildApp, type Tally } from '../../src/app.js';
+import { type AppDeps, buildApp, type Tally } from '../../src/app.js';
 import { type ConfigInput, loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/obs/logger.js';
 import { Metrics } from '../../src/obs/metrics.js';
@@ -8,16 +8,19 @@ import { MemoryStore } from '../../src/store/memory.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
+/** In-process app; the write-ahead log is off unless `overrides` turns it on (with a dataDir). */
 export async function testApp(
   overrides: ConfigInput = {},
   store: Store = new MemoryStore(),
+  deps: Partial<Pick<AppDeps, 'openWalFile'>> = {},
 ): Promise<Tally> {
-  const config = loadConfig({}, { logFiles: false, flushIntervalMs: 20, ...overrides });
+  const config = loadConfig({}, { logFiles: false, flushIntervalMs: 20, wal: false, ...overrides });
   const { logger } = createLogger({ level: 'silent', stdout: false });
   return buildApp(config, {
     store,
     logger,
     instanceId: `test-${Math.random().toString(36).slice(2, 8)}`,
     metrics: new Metrics({ defaultMetrics: false }),
+    ...deps,
   });
 }

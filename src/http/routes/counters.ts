@@ -1,6 +1,12 @@
 /** @module http/routes/counters — the counters API under /api/v1. */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { createHash } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Increment } from '../../aggregator/index.js';
+import {
+  type IdempotencyKeys,
+  parseIdempotencyKey,
+  type SavedAnswer,
+} from '../../counters/idempotency.js';
 import type { Consistency, CounterService } from '../../counters/service.js';
 import {
   asObject,
@@ -14,6 +20,7 @@ import type { Metrics } from '../../obs/metrics.js';
 
 export interface CounterRoutesOptions {
   readonly counters: CounterService;
+  readonly keys: IdempotencyKeys;
   readonly metrics: Metrics;
   readonly requireAdmin: (request: FastifyRequest) => void;
 }
@@ -33,7 +40,21 @@ export async function counterRoutes(
   app: FastifyInstance,
   opts: CounterRoutesOptions,
 ): Promise<void> {
-  const { counters, metrics, requireAdmin } = opts;
+  const { counters, metrics, keys, requireAdmin } = opts;
+
+  /** Runs `work` once per Idempotency-Key (when the request has one) and sends its answer. */
+  async function once(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    fingerprint: string,
+    work: () => Promise<SavedAnswer>,
+  ): Promise<unknown> {
+    const key = parseIdempotencyKey(request.headers['idempotency-key']);
+    const answer = key === undefined ? await work() : await keys.run(key, fingerprint, work);
+    if ('replayed' in answer && answer.replayed) reply.header('idempotent-replayed', 'true');
+    reply.code(answer.status);
+    return answer.body;
+  }
   const accepted = {
     eventual: metrics.incrementsAccepted.labels('eventual'),
     strong: metrics.incrementsAccepted.labels('strong'),
@@ -47,10 +68,11 @@ export async function counterRoutes(
       const body = asObject(request.body, ['by']);
       const by = body.by === undefined ? 1 : assertBy(body.by);
       const consistency = parseConsistency(request.query);
-      const value = await counters.increment(name, by, consistency);
-      accepted[consistency].inc();
-      reply.code(consistency === 'strong' ? 200 : 202);
-      return { name, value };
+      return once(request, reply, `inc ${name} ${by} ${consistency}`, async () => {
+        const value = await counters.increment(name, by, consistency);
+        accepted[consistency].inc();
+        return { status: consistency === 'strong' ? 200 : 202, body: { name, value } };
+      });
     },
   );
 
@@ -60,10 +82,12 @@ export async function counterRoutes(
       const body = asObject(request.body, ['increments']);
       const items = parseBatch(body.increments);
       const consistency = parseConsistency(request.query);
-      const n = await counters.incrementMany(items, consistency);
-      accepted[consistency].inc(n);
-      reply.code(consistency === 'strong' ? 200 : 202);
-      return { accepted: n };
+      const fingerprint = `batch ${consistency} ${createHash('sha256').update(JSON.stringify(items)).digest('base64url')}`;
+      return once(request, reply, fingerprint, async () => {
+        const n = await counters.incrementMany(items, consistency);
+        accepted[consistency].inc(n);
+        return { status: consistency === 'strong' ? 200 : 202, body: { accepted: n } };
+      });
     },
   );
 

@@ -15,10 +15,19 @@
  *
  * Returns {duplicate 0|1, version, {value…}, {rejected key index…}}; values are after the batch
  * (current ones if duplicate). Every read and check runs before the first write, because Redis
- * does not roll back a script that fails halfway; the first write (INCR of the version) is also
+ * does not roll back a script that fails halfway; the first write (the version bump) is also
  * where an OOM refusal lands, before anything changed.
+ * A missing version starts from Redis TIME in µs, so versions keep growing even after Redis
+ * lost its data (a restart without persistence, FLUSHALL): watchers compare them.
  */
 export const APPLY_BATCH_LUA = `
+local function bump(key)
+  if redis.call('EXISTS', key) == 0 then
+    local t = redis.call('TIME')
+    redis.call('SET', key, string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2])))
+  end
+  return redis.call('INCR', key)
+end
 local MAX = 9007199254740991
 local function expect(key, kind)
   local t = redis.call('TYPE', key)['ok']
@@ -54,7 +63,7 @@ for i = 1, n do
   end
 end
 
-local version = redis.call('INCR', KEYS[3])
+local version = bump(KEYS[3])
 local lines = {}
 for i = 1, n do
   local key = KEYS[i + 3]

@@ -1,0 +1,100 @@
+/** @module counters/idempotency — Idempotency-Key handling: a retried request is counted once. */
+import { TallyError } from '../errors.js';
+import type { Store } from '../store/interface.js';
+import { MemoryStore } from '../store/memory.js';
+
+/** An answer to replay for a duplicate request. */
+export interface SavedAnswer {
+  readonly status: number;
+  readonly body: unknown;
+}
+
+/** Options for {@link IdempotencyKeys}. */
+export interface IdempotencyOptions {
+  /** How long a completed key is remembered, in ms. @default 86400000 (24 h) */
+  readonly ttlMs?: number;
+  /**
+   * How long a claim lasts before its answer is saved, in ms. If this process dies mid-request,
+   * a retry after the lease is processed afresh. @default 60000
+   */
+  readonly leaseMs?: number;
+}
+
+const KEY_RE = /^[\x20-\x7e]{1,255}$/;
+
+/** Validates the header: 1-255 printable ASCII characters. */
+export function parseIdempotencyKey(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (typeof header !== 'string' || !KEY_RE.test(header)) {
+    throw new TallyError(
+      'INVALID_HEADER',
+      'Idempotency-Key must be 1-255 printable ASCII characters, sent once',
+    );
+  }
+  return header;
+}
+
+/**
+ * Claims keys in the store, so a retry landing on another instance that shares the store is
+ * recognised too. A store without key support (none of ours, but the contract allows it) falls
+ * back to a per-process table, which only catches retries to the same instance.
+ */
+export class IdempotencyKeys {
+  private readonly backend: Store;
+  /** True when keys are shared by every instance on the store. */
+  readonly shared: boolean;
+  private readonly ttlMs: number;
+  private readonly leaseMs: number;
+
+  constructor(store: Store, options: IdempotencyOptions = {}) {
+    this.shared = store.claimKey !== undefined;
+    this.backend = this.shared ? store : new MemoryStore();
+    this.ttlMs = options.ttlMs ?? 24 * 60 * 60 * 1000;
+    this.leaseMs = options.leaseMs ?? 60_000;
+  }
+
+  /**
+   * Runs `work` once per key. A duplicate gets the first answer back (`replayed: true`); a key
+   * reused for a different request is IDEMPOTENCY_KEY_REUSED; one still running is
+   * IDEMPOTENCY_IN_PROGRESS. If `work` fails, the claim is dropped so a retry can succeed.
+   */
+  async run(
+    key: string,
+    fingerprint: string,
+    work: () => Promise<SavedAnswer>,
+  ): Promise<SavedAnswer & { replayed: boolean }> {
+    const claim = await this.call(() => this.backend.claimKey!(key, fingerprint, this.leaseMs));
+    if (!claim.fresh) {
+      if (claim.fingerprint !== fingerprint) throw new TallyError('IDEMPOTENCY_KEY_REUSED');
+      if (claim.result === null)
+        throw new TallyError('IDEMPOTENCY_IN_PROGRESS', undefined, { retryAfterS: 1 });
+      const saved = JSON.parse(claim.result) as SavedAnswer;
+      return { ...saved, replayed: true };
+    }
+    let answer: SavedAnswer;
+    try {
+      answer = await work();
+    } catch (err) {
+      await this.backend.releaseKey!(key).catch(() => undefined);
+      throw err;
+    }
+    // The increment is accepted; failing to save the answer only shortens the window to the lease.
+    await this.backend.completeKey!(key, JSON.stringify(answer), this.ttlMs).catch(() => undefined);
+    return { ...answer, replayed: false };
+  }
+
+  private async call<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      throw new TallyError(
+        'STORE_UNAVAILABLE',
+        'Idempotency keys need the store, which is unavailable',
+        {
+          cause: err,
+          retryAfterS: 1,
+        },
+      );
+    }
+  }
+}

@@ -1,0 +1,300 @@
+/**
+ * @module wal/wal — the write-ahead log: every increment is in the log before it is acknowledged.
+ *
+ * Appends are group-committed: everything appended while one write is in flight goes out as the
+ * next single frame, so the hot path costs a string append and one await, not a syscall.
+ */
+import { mkdir, open, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TallyError } from '../errors.js';
+import { encodeFrame } from './frames.js';
+import { segmentName } from './replay.js';
+
+/** When the log calls fdatasync. */
+export type WalFsync = 'always' | 'interval' | 'never';
+
+/** The file operations the log uses; tests substitute failing ones. */
+export interface WalFile {
+  write(data: Buffer): Promise<unknown>;
+  datasync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Options for {@link WriteAheadLog.open}. */
+export interface WalOptions {
+  /** Directory of this instance's segments. */
+  readonly dir: string;
+  /**
+   * always: acknowledge after fdatasync (survives power loss); interval: acknowledge after the
+   * write reaches the OS, fdatasync every `syncIntervalMs` (survives kill -9); never: no fdatasync.
+   * @default 'interval'
+   */
+  readonly fsync?: WalFsync;
+  /** interval mode: ms between fdatasync calls. @default 10 */
+  readonly syncIntervalMs?: number;
+  /** Start a new segment once the current one passes this size, bytes. @default 67108864 */
+  readonly segmentBytes?: number;
+  /** Opens a segment for appending. @default fs/promises open(path, 'a') */
+  readonly openFile?: (path: string) => Promise<WalFile>;
+  /** Number of the first segment to create (above any left on disk). @default 1 */
+  readonly firstSegment?: number;
+}
+
+interface Segment {
+  readonly n: number;
+  readonly path: string;
+  /** Highest item number written to this segment (0 = none yet). */
+  lastItem: number;
+}
+
+interface Group {
+  lines: string;
+  items: number;
+  readonly waiters: Array<{ resolve(): void; reject(err: unknown): void }>;
+}
+
+/** How often a broken log checks whether it can start again, in ms. */
+const RECOVER_EVERY_MS = 1000;
+
+/**
+ * Item numbers are assigned when a frame is written, in order, so they equal the aggregator's
+ * tickets (an increment enters the aggregator only after its frame is written). A batch marker
+ * `M <seq> <lastTicket>` is written before the batch is sent to the store.
+ */
+export class WriteAheadLog {
+  private readonly dir: string;
+  private readonly fsync: WalFsync;
+  private readonly segmentBytes: number;
+  private readonly openFile: (path: string) => Promise<WalFile>;
+  private readonly segments: Segment[] = [];
+  private file: WalFile | null = null;
+  private segmentSize = 0;
+  private nextSegment: number;
+  /** Items written so far (the last item's number). */
+  private written = 0;
+  private durable = 0;
+  private group: Group = newGroup();
+  private writing = false;
+  private dirty = false;
+  private broken: Error | null = null;
+  /** A batch was cut while the log was broken: its marker is missing from disk. */
+  private unmarked = false;
+  private syncTimer: NodeJS.Timeout | null = null;
+  private recoverTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  private constructor(options: WalOptions) {
+    this.dir = options.dir;
+    this.fsync = options.fsync ?? 'interval';
+    this.segmentBytes = options.segmentBytes ?? 64 * 1024 * 1024;
+    this.openFile = options.openFile ?? ((path) => open(path, 'a'));
+    this.nextSegment = options.firstSegment ?? 1;
+    if (this.fsync === 'interval') {
+      this.syncTimer = setInterval(() => void this.syncNow(), options.syncIntervalMs ?? 10);
+      this.syncTimer.unref();
+    }
+  }
+
+  /** Opens a fresh log in `dir`. Old segments must have been replayed and removed first. */
+  static async open(options: WalOptions): Promise<WriteAheadLog> {
+    await mkdir(options.dir, { recursive: true });
+    const wal = new WriteAheadLog(options);
+    await wal.startSegment();
+    return wal;
+  }
+
+  /** Why increments are refused, or undefined when the log is writable. */
+  problem(): string | undefined {
+    return this.broken === null ? undefined : `write-ahead log unavailable: ${this.broken.message}`;
+  }
+
+  /** Logs one increment; resolves once it is written (and synced, in `always` mode). */
+  append(name: string, by: number): Promise<void> {
+    return this.enqueue(`I ${by} ${name}\n`, 1);
+  }
+
+  /** Logs several increments as one unit. */
+  appendMany(items: ReadonlyArray<{ name: string; by: number }>): Promise<void> {
+    let lines = '';
+    for (const { name, by } of items) lines += `I ${by} ${name}\n`;
+    return this.enqueue(lines, items.length);
+  }
+
+  /**
+   * Records that batch `seq` holds every increment up to item `lastItem`; resolves once written.
+   * While the log is broken this resolves at once: the batch goes out unmarked, and the log
+   * is cleared as soon as the store holds everything (see `markDurable`).
+   */
+  async seal(seq: number, lastItem: number): Promise<void> {
+    if (this.broken !== null) {
+      this.unmarked = true;
+      return;
+    }
+    try {
+      await this.enqueue(`M ${seq} ${lastItem}\n`, 0);
+    } catch {
+      this.unmarked = true;
+    }
+  }
+
+  /** The store holds every item up to `ticket`: drop segments that hold nothing else. */
+  markDurable(ticket: number): void {
+    if (ticket > this.durable) this.durable = ticket;
+    if (this.broken === null) void this.dropCovered();
+    // Right after an unmarked batch lands, clear the log at once: until then a crash would
+    // replay those increments a second time (docs/reliability.md).
+    else void this.tryRecover();
+  }
+
+  /** Writes what is queued, syncs and closes; removes the segments when everything is durable. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.syncTimer !== null) clearInterval(this.syncTimer);
+    if (this.recoverTimer !== null) clearInterval(this.recoverTimer);
+    while (this.writing || this.group.waiters.length > 0) await this.pump();
+    const file = this.file;
+    this.file = null;
+    if (file !== null) {
+      await file.datasync().catch(() => undefined);
+      await file.close().catch(() => undefined);
+    }
+    if (this.durable >= this.written) {
+      for (const s of this.segments.splice(0)) await rm(s.path, { force: true });
+    }
+  }
+
+  private enqueue(lines: string, items: number): Promise<void> {
+    if (this.broken !== null || this.closed) {
+      return Promise.reject(
+        new TallyError('LOG_UNAVAILABLE', undefined, { cause: this.broken, retryAfterS: 5 }),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.group.lines += lines;
+      this.group.items += items;
+      this.group.waiters.push({ resolve, reject });
+      if (!this.writing) void this.pump();
+    });
+  }
+
+  private async pump(): Promise<void> {
+    if (this.writing) return;
+    this.writing = true;
+    try {
+      while (this.group.waiters.length > 0) {
+        const g = this.group;
+        this.group = newGroup();
+        await this.writeGroup(g);
+      }
+    } finally {
+      this.writing = false;
+    }
+  }
+
+  private async writeGroup(g: Group): Promise<void> {
+    try {
+      if (this.broken !== null || this.file === null) throw this.broken ?? new Error('log closed');
+      if (this.segmentSize >= this.segmentBytes) await this.startSegment();
+      const frame = encodeFrame(g.lines);
+      await (this.file as WalFile).write(frame);
+      this.segmentSize += frame.length;
+      this.written += g.items;
+      const current = this.segments[this.segments.length - 1];
+      if (current !== undefined) current.lastItem = this.written;
+      if (this.fsync === 'always') await (this.file as WalFile).datasync();
+      else this.dirty = true;
+      for (const w of g.waiters) w.resolve();
+    } catch (err) {
+      this.fail(err as Error);
+      const error = new TallyError('LOG_UNAVAILABLE', undefined, { cause: err, retryAfterS: 5 });
+      for (const w of g.waiters) w.reject(error);
+    }
+  }
+
+  private async startSegment(): Promise<void> {
+    const previous = this.file;
+    const n = this.nextSegment++;
+    const path = join(this.dir, segmentName(n));
+    const file = await this.openFile(path);
+    // The header numbers this segment's items, so older segments can be deleted independently.
+    const header = encodeFrame(`S ${this.written + 1}\n`);
+    await file.write(header);
+    this.file = file;
+    this.segmentSize = header.length;
+    this.segments.push({ n, path, lastItem: this.written });
+    if (previous !== null) {
+      await previous.datasync().catch(() => undefined);
+      await previous.close().catch(() => undefined);
+    }
+  }
+
+  private async dropCovered(): Promise<void> {
+    // Never the live segment; older ones once every item in them is in the store.
+    while (this.segments.length > 1) {
+      const oldest = this.segments[0] as Segment;
+      if (oldest.lastItem > this.durable) return;
+      this.segments.shift();
+      await rm(oldest.path, { force: true }).catch(() => undefined);
+    }
+  }
+
+  private async syncNow(): Promise<void> {
+    if (!this.dirty || this.file === null || this.broken !== null) return;
+    this.dirty = false;
+    try {
+      await this.file.datasync();
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  /**
+   * After a write error the current segment may end in a torn frame, so it is never appended to
+   * again. Increments are refused until the store holds every acknowledged one; then all
+   * segments are removed (nothing in them is needed) and a new segment is tried.
+   */
+  private fail(err: Error): void {
+    if (this.broken !== null) return;
+    this.broken = err;
+    const file = this.file;
+    this.file = null;
+    void file?.close().catch(() => undefined);
+    this.recoverTimer = setInterval(() => void this.tryRecover(), RECOVER_EVERY_MS);
+    this.recoverTimer.unref();
+  }
+
+  private async tryRecover(): Promise<void> {
+    if (this.closed || this.broken === null || this.durable < this.written || this.writing) return;
+    try {
+      for (const s of this.segments.splice(0)) await rm(s.path, { force: true });
+      await this.startSegment();
+      this.broken = null;
+      this.unmarked = false;
+      if (this.recoverTimer !== null) clearInterval(this.recoverTimer);
+      this.recoverTimer = null;
+    } catch (err) {
+      this.broken = err as Error;
+    }
+  }
+
+  /** Test and metrics view. */
+  stats(): {
+    written: number;
+    durable: number;
+    segments: number;
+    broken: boolean;
+    unmarked: boolean;
+  } {
+    return {
+      written: this.written,
+      durable: this.durable,
+      segments: this.segments.length,
+      broken: this.broken !== null,
+      unmarked: this.unmarked,
+    };
+  }
+}
+
+function newGroup(): Group {
+  return { lines: '', items: 0, waiters: [] };
+}
