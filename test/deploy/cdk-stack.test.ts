@@ -380,6 +380,7 @@ describe('pipeline', () => {
     expect(spec).toContain('npm run -s build');
     expect(spec).toContain('cp deploy/codedeploy/appspec.yml bundle/appspec.yml');
     expect(spec).toContain('npm ci --omit=dev');
+    expect(spec).toContain('chmod 0755 bundle/deploy/codedeploy/scripts/*.sh');
   });
 
   it('deploys one instance at a time behind the target group and rolls back on alarms', () => {

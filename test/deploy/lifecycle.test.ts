@@ -4,12 +4,17 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FakeHost, type HookName } from './fake-host.js';
-import { freePort, httpStatus, REPO, waitForStatus } from './helpers.js';
+import { freePort, httpStatus, REPO, requireTool, waitForStatus } from './helpers.js';
 
 const hosts: FakeHost[] = [];
 const cleanups: Array<() => void> = [];
+
+beforeAll(() => {
+  // ValidateService polls with curl, as it does on Amazon Linux (curl-minimal).
+  requireTool('curl', 'curl');
+});
 
 afterEach(() => {
   for (const host of hosts.splice(0)) host.destroy();

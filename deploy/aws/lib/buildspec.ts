@@ -36,6 +36,8 @@ export function tallyBuildSpec(): Record<string, unknown> {
           `cp -a dist package.json package-lock.json ${BUNDLE_DIR}/`,
           `cp deploy/codedeploy/appspec.yml ${BUNDLE_DIR}/appspec.yml`,
           `cp -a deploy/codedeploy deploy/systemd ${BUNDLE_DIR}/deploy/`,
+          // CodeDeploy executes the hooks directly; never trust the archive to keep the x bit.
+          `chmod 0755 ${BUNDLE_DIR}/deploy/codedeploy/scripts/*.sh`,
           `cp docs/deploying.md ${BUNDLE_DIR}/docs/`,
           `cd ${BUNDLE_DIR} && npm ci --omit=dev --no-audit --no-fund && cd ..`,
           `test -f ${BUNDLE_DIR}/dist/main.js`,
