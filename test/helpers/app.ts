@@ -19,7 +19,7 @@ export async function testApp(
   return buildApp(config, {
     store,
     logger,
-    instanceId: `test-${Math.random().toString(36).slice(2, 8)}`,
+    instanceId: config.instanceId ?? `test-${Math.random().toString(36).slice(2, 8)}`,
     metrics: new Metrics({ defaultMetrics: false }),
     ...deps,
   });
