@@ -94,7 +94,7 @@ step_env() {
   # umask keeps the secrets unreadable to anyone but root and the tally group.
   tmp="$(umask 0027 && mktemp "$etc_dir/.tally.env.XXXXXX")"
   {
-    echo "# Written by tally-bootstrap at $(date -u +%Y-%m-%dT%H:%M:%SZ); rewritten at every boot."
+    echo "# Written by tally-bootstrap at $(date -u +%Y-%m-%dT%H:%M:%SZ); refresh with: tally-bootstrap env"
     echo "# Do not edit: put overrides in /etc/tally/local.env (read after this file)."
     echo "TALLY_HOST=0.0.0.0"
     echo "TALLY_PORT=${TALLY_PORT:-8080}"

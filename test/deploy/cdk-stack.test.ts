@@ -1,9 +1,12 @@
 // CDK assertion tests: the stack has the resources of the issue with the security properties
 // that matter. Synthesized in-process, offline, without credentials.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { TallyStack } from '../../deploy/aws/lib/tally-stack.js';
+import { REPO, runScript, tempDir } from './helpers.js';
 
 type Resource = { Type: string; Properties: Record<string, unknown> };
 
@@ -223,6 +226,28 @@ describe('load balancer and fleet', () => {
     expect(userData).toContain('TALLY_REDIS_SECRET_ARN=');
     // EC2 rejects user data over 16 KiB; tokens (ARNs, host names) add at most a few hundred bytes.
     expect(userData.length).toBeLessThan(14 * 1024);
+  });
+
+  it('renders user data that is valid bash and embeds the bootstrap script verbatim', async () => {
+    const data = only('AWS::EC2::LaunchTemplate').Properties.LaunchTemplateData as {
+      UserData: { 'Fn::Base64': { 'Fn::Join': [string, unknown[]] } };
+    };
+    // Stand-ins for the values CloudFormation fills in (region, Redis host, secret ARNs).
+    const parts = data.UserData['Fn::Base64']['Fn::Join'][1];
+    const script = parts.map((p) => (typeof p === 'string' ? p : 'TOKEN')).join('');
+    const dir = tempDir('userdata');
+    try {
+      const file = join(dir.path, 'user-data.sh');
+      writeFileSync(file, script);
+      const result = await runScript('bash', ['-n', file], { PATH: process.env.PATH ?? '' });
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+    } finally {
+      dir.remove();
+    }
+    const bootstrap = readFileSync(join(REPO, 'deploy/ec2/tally-bootstrap.sh'), 'utf8');
+    expect(script).toContain(bootstrap.trimEnd());
+    expect(script.startsWith('#!/bin/bash\n')).toBe(true);
   });
 
   it('lets the CodeDeploy agent poll through the VPC endpoint', () => {
