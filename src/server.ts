@@ -1,5 +1,5 @@
 /** @module server — runs one Tally instance: listen, print the URL, drain on SIGTERM/SIGINT. */
-import { buildApp, type Tally } from './app.js';
+import { buildApp, type ChangeBus, type Tally } from './app.js';
 import type { Config } from './config.js';
 import { resolveInstanceId } from './instance.js';
 import { createLogger } from './obs/logger.js';
@@ -11,6 +11,8 @@ export interface RunOptions {
   readonly instanceSuffix?: string;
   /** Install SIGTERM/SIGINT handlers that drain and exit. @default true */
   readonly handleSignals?: boolean;
+  /** Sibling processes' value changes (cluster workers); passed to buildApp. @default none */
+  readonly bus?: ChangeBus;
 }
 
 /** Starts serving; resolves once listening, with the instance and its URL. */
@@ -31,7 +33,12 @@ export async function runServer(
     options.instanceSuffix ?? '',
   );
   const store = await createStore(config);
-  const tally = await buildApp(config, { store, logger, instanceId });
+  const tally = await buildApp(config, {
+    store,
+    logger,
+    instanceId,
+    ...(options.bus ? { bus: options.bus } : {}),
+  });
   const address = await tally.app.listen({ port: config.port, host: config.host });
   const url = address.replace('[::1]', 'localhost');
   logger.info(
