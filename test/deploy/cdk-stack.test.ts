@@ -3,7 +3,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { App } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { TallyStack } from '../../deploy/aws/lib/tally-stack.js';
 import { REPO, runScript, tempDir } from './helpers.js';
@@ -51,6 +51,14 @@ describe('offline synthesis', () => {
     expect(assembly.manifest.missing ?? []).toEqual([]);
     expect(s.resolve(s.account)).toEqual({ Ref: 'AWS::AccountId' });
     expect(s.resolve(s.region)).toEqual({ Ref: 'AWS::Region' });
+  });
+});
+
+describe('synthesis warnings', () => {
+  it('emits no CDK warning or error', () => {
+    const annotations = Annotations.fromStack(stack);
+    expect(annotations.findWarning('*', Match.anyValue())).toEqual([]);
+    expect(annotations.findError('*', Match.anyValue())).toEqual([]);
   });
 });
 
