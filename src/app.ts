@@ -161,6 +161,13 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     routerOptions: { maxParamLength: 256 },
     return503OnClosing: true,
     requestTimeout: config.requestTimeoutMs,
+    // Node reads requestTimeout only when the server is created (Fastify sets it later, which
+    // has no effect), and checks it on an interval (default 30 s): pass both here so a
+    // slow-body client gets its 408 near TALLY_REQUEST_TIMEOUT_MS.
+    http: {
+      requestTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, config.requestTimeoutMs / 2)),
+    },
     requestIdHeader: 'x-request-id',
     genReqId: () => randomId(),
   });

@@ -47,8 +47,8 @@ export function inRange(value: number): boolean {
 
 /** A JSON object body, or undefined when there was none; anything else is INVALID_BODY. */
 export function asObject(body: unknown, allowed: readonly string[]): Record<string, unknown> {
-  if (body === undefined || body === null) return {};
-  if (typeof body !== 'object' || Array.isArray(body)) {
+  if (body === undefined) return {};
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw new TallyError('INVALID_BODY', 'The body must be a JSON object');
   }
   for (const key of Object.keys(body)) {

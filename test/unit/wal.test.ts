@@ -27,7 +27,7 @@ describe('frames', () => {
     const torn = whole.subarray(0, whole.length - 3);
     expect(decodeFrames(torn)).toEqual({ payloads: ['I 1 a\n'], tornBytes: b.length - 3 });
     const corrupt = Buffer.from(whole);
-    corrupt[corrupt.length - 2] ^= 0xff;
+    corrupt[corrupt.length - 2] = (corrupt[corrupt.length - 2] ?? 0) ^ 0xff;
     expect(decodeFrames(corrupt).payloads).toEqual(['I 1 a\n']);
     // A length field pointing past the end is a torn header, never read as data.
     const lying = Buffer.concat([a, Buffer.from([0xff, 0xff, 0xff, 0x0f, 1, 2, 3, 4, 5])]);
