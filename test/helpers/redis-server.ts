@@ -9,6 +9,8 @@ export interface RedisServerOptions {
   readonly persistent?: boolean;
   /** More redis-server arguments, e.g. ['--requirepass', 'x']. */
   readonly args?: readonly string[];
+  /** Run as a Redis Cluster node (its bus on another free port). @default false */
+  readonly clusterNode?: boolean;
 }
 
 export interface RedisServer {
@@ -65,6 +67,12 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
     ...(options.persistent
       ? ['--appendonly', 'yes', '--appendfsync', 'always']
       : ['--appendonly', 'no']),
+    ...(options.clusterNode
+      ? [
+          ...['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'],
+          ...['--cluster-port', String(await freePort()), '--cluster-node-timeout', '2000'],
+        ]
+      : []),
     ...(options.args ?? []),
   ];
   let child: ChildProcess | null = null;
@@ -142,4 +150,52 @@ function answersPing(port: number): Promise<boolean> {
       if (reply.includes('\r\n')) done(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'));
     });
   });
+}
+
+export interface RedisCluster {
+  readonly nodes: readonly RedisServer[];
+  /** Comma-separated seed URLs, as TALLY_REDIS_URL takes them for redis-cluster. */
+  readonly urls: string;
+  close(): Promise<void>;
+}
+
+/** Starts `masters` cluster nodes (no replicas), joins them with redis-cli and waits for OK. */
+export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
+  const nodes: RedisServer[] = [];
+  const close = async () => {
+    await Promise.all(nodes.map((n) => n.close()));
+  };
+  try {
+    for (let i = 0; i < masters; i++) nodes.push(await startRedis({ clusterNode: true }));
+    const create = spawnSync(
+      'redis-cli',
+      [
+        '--cluster',
+        'create',
+        ...nodes.map((n) => `127.0.0.1:${n.port}`),
+        '--cluster-replicas',
+        '0',
+        '--cluster-yes',
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    if (create.status !== 0) {
+      throw new Error(`redis-cli --cluster create failed:\n${create.stdout}${create.stderr}`);
+    }
+    const deadline = Date.now() + 20_000;
+    for (const n of nodes) {
+      for (;;) {
+        const info = spawnSync('redis-cli', ['-p', String(n.port), 'cluster', 'info'], {
+          encoding: 'utf8',
+        });
+        if (/cluster_state:ok/.test(info.stdout)) break;
+        if (Date.now() > deadline) throw new Error(`cluster not ok:\n${info.stdout}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { nodes, urls: nodes.map((n) => n.url).join(','), close };
 }
