@@ -324,7 +324,20 @@ describe('logs', () => {
         file_path: '/var/log/tally/error.log',
         log_group_name: '/tally/Tally/error',
       }),
+      // One file per worker when TALLY_WORKERS > 1, each in its own stream.
+      expect.objectContaining({
+        file_path: '/var/log/tally/w*/app.log',
+        log_group_name: '/tally/Tally/app',
+        publish_multi_logs: true,
+      }),
+      expect.objectContaining({
+        file_path: '/var/log/tally/w*/error.log',
+        log_group_name: '/tally/Tally/error',
+        publish_multi_logs: true,
+      }),
     ]);
+    // The SSM parameter (standard tier) holds at most 4 KiB.
+    expect((param.Value as string).length).toBeLessThan(4096);
     expect(config.metrics.metrics_collected.mem.measurement).toContain('mem_used_percent');
     expect(config.metrics.metrics_collected.disk.measurement).toContain('used_percent');
   });

@@ -85,10 +85,10 @@ export class FakeHost {
   }
 
   /**
-   * Writes tally.env for a local Tally on this host's port, with the in-memory store, the way
-   * the EC2 bootstrap would write it for Redis.
+   * Writes tally.env for a local Tally on this host's port, with the in-memory store (lines in
+   * `extra` come last and win), the way the EC2 bootstrap would write it for Redis.
    */
-  writeEnvFile(): string {
+  writeEnvFile(extra: string[] = []): string {
     const etc = join(this.root, 'etc/tally');
     mkdirSync(etc, { recursive: true });
     const file = join(etc, 'tally.env');
@@ -100,6 +100,7 @@ export class FakeHost {
       `TALLY_DATA_DIR=${join(this.root, 'var/lib/tally')}`,
       `TALLY_LOG_DIR=${join(this.root, 'var/log/tally')}`,
       'TALLY_DRAIN_TIMEOUT_MS=5000',
+      ...extra,
       '',
     ].join('\n');
     writeFileSync(file, text, { mode: 0o640 });

@@ -240,3 +240,32 @@ describe('a full deployment with a real Tally', () => {
     expect(host.exitStatus()).toBe('0');
   });
 });
+
+describe('a multi-worker Tally under the hooks', () => {
+  it('starts two workers, validates, and stops them all cleanly with one SIGTERM to the primary', async () => {
+    const host = await newHost('workers');
+    const dataDir = join(host.root, 'var/lib/tally');
+    host.writeEnvFile([
+      'TALLY_STORE=sqlite',
+      `TALLY_SQLITE_PATH=${join(dataDir, 'tally.db')}`,
+      'TALLY_WORKERS=2',
+    ]);
+    const env = { DEPLOYMENT_ID: 'd-WORKERS', TALLY_VALIDATE_TIMEOUT_S: '30' };
+    await ok(host, 'BeforeInstall', env);
+    host.stageRevision();
+    await ok(host, 'AfterInstall', env);
+    await ok(host, 'ApplicationStart', env);
+    await ok(host, 'ValidateService', env);
+
+    // The stub, like KillMode=mixed, signals the main process only.
+    await ok(host, 'ApplicationStop', env);
+    expect(host.exitStatus(), host.serviceLog()).toBe('0');
+    expect(await httpStatus(`${host.url}/healthz`)).toBe(0);
+    // Each worker logs into its own directory; the CloudWatch agent ships w*/app.log.
+    const logDir = join(host.root, 'var/log/tally');
+    for (const worker of ['w1', 'w2']) {
+      const appLog = readFileSync(join(logDir, worker, 'app.log'), 'utf8');
+      expect(appLog, worker).toContain('"event":"stopped"');
+    }
+  });
+});

@@ -65,6 +65,9 @@ describe('tally.service', () => {
 
   it('stops with SIGTERM and waits longer than the drain timeout before SIGKILL', () => {
     expect(value('Service', 'KillSignal')).toBe('SIGTERM');
+    // Only the primary gets systemd's SIGTERM; it forwards one to each worker. A worker handles
+    // SIGTERM once, so a second one (KillMode=control-group) would end its drain early.
+    expect(value('Service', 'KillMode')).toBe('mixed');
     const stopTimeout = Number.parseInt(value('Service', 'TimeoutStopSec') ?? '', 10);
     // TALLY_DRAIN_TIMEOUT_MS defaults to 10 s; the final flush must fit with room to spare.
     expect(stopTimeout).toBeGreaterThanOrEqual(20);

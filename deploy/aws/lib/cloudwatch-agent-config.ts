@@ -27,18 +27,24 @@ export interface CloudWatchAgentConfigOptions {
 export type CloudWatchAgentConfig = Record<string, unknown>;
 
 /**
- * Ships app.log and error.log (one log stream per instance) and publishes memory and disk use.
- * Tally rotates by renaming the live file to `.1` and reopening `app.log`, so the agent follows
- * the fixed name and never sees a rotated copy twice.
+ * Ships app.log and error.log and publishes memory and disk use. A single Tally process writes
+ * `<logDir>/app.log` (stream `<instance id>`); with TALLY_WORKERS > 1 each worker writes
+ * `<logDir>/w<N>/app.log` (stream `<instance id>_<path>`, one per worker). Tally rotates by
+ * renaming the live file to `.1` and reopening the same name, so the agent follows fixed names
+ * and never ships a rotated copy twice.
  */
 export function cloudWatchAgentConfig(
   options: CloudWatchAgentConfigOptions,
 ): CloudWatchAgentConfig {
   const logDir = options.logDir ?? '/var/log/tally';
-  const file = (name: string, group: string) => ({
-    file_path: `${logDir}/${name}`,
+  const file = (name: string, group: string, perWorker: boolean) => ({
+    file_path: perWorker ? `${logDir}/w*/${name}` : `${logDir}/${name}`,
     log_group_name: group,
     log_stream_name: '{instance_id}',
+    // With a glob the agent would otherwise tail only the most recently written worker's file.
+    ...(perWorker ? { publish_multi_logs: true } : {}),
+    // Log files appear after the agent starts (first start, first worker); read them whole.
+    from_beginning: true,
     // pino writes `"time":"2026-01-31T12:00:00.000Z"`; the agent takes the event time from it.
     timestamp_format: '%Y-%m-%dT%H:%M:%S.%fZ',
     timezone: 'UTC',
@@ -56,8 +62,10 @@ export function cloudWatchAgentConfig(
       logs_collected: {
         files: {
           collect_list: [
-            file('app.log', options.appLogGroupName),
-            file('error.log', options.errorLogGroupName),
+            file('app.log', options.appLogGroupName, false),
+            file('error.log', options.errorLogGroupName, false),
+            file('app.log', options.appLogGroupName, true),
+            file('error.log', options.errorLogGroupName, true),
           ],
         },
       },
