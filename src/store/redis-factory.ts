@@ -54,6 +54,7 @@ export async function openRedisStore(options: OpenRedisOptions): Promise<RedisSt
   let client: RedisClient;
   let createSubscriber: () => RedisClient;
   let target: string;
+  let db = 0;
 
   if (options.cluster) {
     const seeds = parseRedisUrls(options.url);
@@ -82,6 +83,7 @@ export async function openRedisStore(options: OpenRedisOptions): Promise<RedisSt
     }
     const t = parseRedisUrl(options.url);
     target = describeTarget(t);
+    db = t.db;
     const redisOptions = (offlineQueue: boolean): RedisOptions => ({
       ...nodeOptions(t, options),
       host: t.host,
@@ -113,6 +115,7 @@ export async function openRedisStore(options: OpenRedisOptions): Promise<RedisSt
     createSubscriber,
     keyPrefix: options.keyPrefix,
     shards: options.cluster ? CLUSTER_SHARDS : 1,
+    db,
     target,
     commandTimeoutMs: options.commandTimeoutMs,
     lastError: () => lastError,

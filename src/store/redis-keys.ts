@@ -26,17 +26,21 @@ export interface ShardKeys {
  */
 export class KeyLayout {
   readonly shards: readonly ShardKeys[];
-  /** Pub/sub channel of value changes (channels are not keys: no slot). */
+  /**
+   * Pub/sub channel of value changes. Channels are not keys (no slot) and are shared by all
+   * logical databases, so a database other than 0 is part of the name.
+   */
   readonly channel: string;
 
   constructor(
     readonly prefix: string,
     shardCount: number,
+    db = 0,
   ) {
     if (!Number.isInteger(shardCount) || shardCount < 1 || shardCount > 1024) {
       throw new RangeError('shard count must be an integer from 1 to 1024');
     }
-    this.channel = `${prefix}changes`;
+    this.channel = db === 0 ? `${prefix}changes` : `${prefix}changes@${db}`;
     const shards: ShardKeys[] = [];
     for (let i = 0; i < shardCount; i++) {
       const base = shardCount === 1 ? prefix : `${prefix}{${shardTag(i, shardCount)}}:`;

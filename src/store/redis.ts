@@ -36,6 +36,8 @@ export interface RedisStoreOptions {
   readonly keyPrefix?: string;
   /** Hash-tagged shards (Redis Cluster); 1 = plain keys (standalone). @default 1 */
   readonly shards?: number;
+  /** Logical database the client uses (standalone); part of the channel name. @default 0 */
+  readonly db?: number;
   /** Where the client points, without credentials, for error messages. */
   readonly target: string;
   /** Longest wait for one command, in ms; a batch gets `batchTimeoutPerCounterMs` more per counter. @default 2000 */
@@ -76,7 +78,7 @@ export class RedisStore implements Store {
   private closed = false;
 
   constructor(private readonly options: RedisStoreOptions) {
-    this.layout = new KeyLayout(options.keyPrefix ?? 'tally:', options.shards ?? 1);
+    this.layout = new KeyLayout(options.keyPrefix ?? 'tally:', options.shards ?? 1, options.db);
     this.kind = this.layout.shards.length === 1 ? 'redis' : 'redis-cluster';
     this.commandTimeoutMs = options.commandTimeoutMs ?? 2000;
     this.perCounterMs = options.batchTimeoutPerCounterMs ?? 0.05;

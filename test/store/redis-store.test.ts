@@ -395,27 +395,46 @@ describe('RedisStore against a real redis-server', () => {
 });
 
 describe('RedisStore authentication and TLS', () => {
-  it('logs in as an ACL user and uses the database from the URL', async () => {
+  it('logs in as an ACL user and keeps databases apart, channels included', async () => {
     const server = await startRedis({
       args: ['--user', 'default', 'off', '--user', 'tally', 'on', '>pa:ss@w', '~*', '&*', '+@all'],
     });
+    const check = new Redis({ port: server.port, username: 'tally', password: 'pa:ss@w', db: 3 });
+    check.on('error', () => {});
     try {
-      const store = await openRedisStore({
-        url: `redis://tally:${encodeURIComponent('pa:ss@w')}@127.0.0.1:${server.port}/3`,
-        keyPrefix: 'acl:',
+      const url = `redis://tally:${encodeURIComponent('pa:ss@w')}@127.0.0.1:${server.port}`;
+      const db3 = await openRedisStore({ url: `${url}/3`, keyPrefix: 'acl:' });
+      const db3Watcher = await openRedisStore({ url: `${url}/3`, keyPrefix: 'acl:' });
+      const db0 = await openRedisStore({ url, keyPrefix: 'acl:' });
+      const atDb0: unknown[] = [];
+      const atDb3: unknown[] = [];
+      db0.watch?.((c) => atDb0.push(c));
+      db3Watcher.watch?.((c) => atDb3.push(Object.fromEntries(c)));
+      await eventually(async () => {
+        const [, n0, , n3] = (await check.pubsub('NUMSUB', 'acl:changes', 'acl:changes@3')) as [
+          string,
+          number,
+          string,
+          number,
+        ];
+        return n0 === 1 && n3 === 1;
       });
-      await store.applyBatch(batch('i', 1, { n: 9 }));
-      await store.close();
-      const check = new Redis({ port: server.port, username: 'tally', password: 'pa:ss@w', db: 3 });
+      await db3.applyBatch(batch('i', 1, { n: 9 }));
+      await eventually(() => atDb3.length === 1);
+      expect(atDb3).toEqual([{ n: 9 }]);
+      expect(atDb0).toEqual([]);
       expect(await check.get('acl:c:n')).toBe('9');
-      check.disconnect();
+      expect(await db0.get('n')).toBe(0);
+      await Promise.all([db3.close(), db3Watcher.close(), db0.close()]);
       await expect(
         openRedisStore({ url: `redis://tally:wrong@127.0.0.1:${server.port}`, connectWaitMs: 500 }),
       ).rejects.toThrow(/WRONGPASS|invalid username-password/i);
     } finally {
+      check.disconnect();
       await server.close();
     }
   });
+
   it('connects over TLS (rediss://) with an AUTH token, and refuses an untrusted server', async () => {
     const dir = tempDir('tally-redis-tls');
     const files = { ca: 'ca.pem', cert: 'server.pem', key: 'server-key.pem' };
