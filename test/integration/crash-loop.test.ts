@@ -18,7 +18,12 @@ interface Tally {
 }
 
 /** Codes that promise nothing was applied. */
-const NOT_APPLIED = new Set(['OVERLOADED', 'SHUTTING_DOWN', 'LOG_UNAVAILABLE', 'STORE_UNAVAILABLE']);
+const NOT_APPLIED = new Set([
+  'OVERLOADED',
+  'SHUTTING_DOWN',
+  'LOG_UNAVAILABLE',
+  'STORE_UNAVAILABLE',
+]);
 
 async function load(url: string, stopAt: () => boolean, tally: Tally, seed: number): Promise<void> {
   let i = seed;
@@ -44,7 +49,9 @@ async function load(url: string, stopAt: () => boolean, tally: Tally, seed: numb
       });
     } else {
       by = 1;
-      request = fetch(`${url}/api/v1/counters/${name}/increment?consistency=strong`, { method: 'POST' });
+      request = fetch(`${url}/api/v1/counters/${name}/increment?consistency=strong`, {
+        method: 'POST',
+      });
     }
     tally.sent += by;
     try {
@@ -69,7 +76,9 @@ async function crashLoop(env: Record<string, string>) {
   const tally: Tally = { sent: 0, acked: 0, unknown: 0, refused: 0 };
   let server: ServerProcess = await startServer(full);
   let stop = false;
-  const workers = Array.from({ length: 6 }, (_, w) => load(server.url, () => stop, tally, w * 1000));
+  const workers = Array.from({ length: 6 }, (_, w) =>
+    load(server.url, () => stop, tally, w * 1000),
+  );
   try {
     for (let cycle = 0; cycle < CYCLES; cycle++) {
       await new Promise((r) => setTimeout(r, 150 + Math.random() * 450));
