@@ -33,6 +33,8 @@ export interface OpenRedisOptions {
   readonly connectTimeoutMs?: number;
   /** Longest pause between reconnection attempts, in ms. @default 2000 */
   readonly maxReconnectDelayMs?: number;
+  /** See RedisStoreOptions.subscriberHeartbeatMs, in ms. @default 15_000 */
+  readonly subscriberHeartbeatMs?: number;
 }
 
 /** Opens the store for TALLY_STORE=redis or redis-cluster. */
@@ -118,6 +120,7 @@ export async function openRedisStore(options: OpenRedisOptions): Promise<RedisSt
     db,
     target,
     commandTimeoutMs: options.commandTimeoutMs,
+    subscriberHeartbeatMs: options.subscriberHeartbeatMs,
     lastError: () => lastError,
   });
 }

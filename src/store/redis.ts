@@ -44,6 +44,8 @@ export interface RedisStoreOptions {
   readonly commandTimeoutMs?: number;
   /** Extra time allowed per counter in a batch, in ms (measured: ~8 µs per counter). @default 0.05 */
   readonly batchTimeoutPerCounterMs?: number;
+  /** How often the pub/sub connection is pinged to find a dead link, in ms. @default 15_000 */
+  readonly subscriberHeartbeatMs?: number;
   /** Newest versions remembered to keep live values from stepping back. @default 100_000 */
   readonly maxTrackedNames?: number;
   /** Last connection error of the client(s), for messages. */
@@ -75,6 +77,8 @@ export class RedisStore implements Store {
   private readonly listeners = new Set<ChangeListener>();
   private readonly tracked = new Map<string, Tracked>();
   private subscriber: RedisClient | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private lastRecycleAt = 0;
   private closed = false;
 
   constructor(private readonly options: RedisStoreOptions) {
@@ -263,6 +267,7 @@ export class RedisStore implements Store {
     if (this.closed) return;
     this.closed = true;
     this.listeners.clear();
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
     this.subscriber?.disconnect();
     this.subscriber = null;
     this.client.disconnect();
@@ -283,6 +288,20 @@ export class RedisStore implements Store {
     // With the offline queue on, SUBSCRIBE waits for the connection; ioredis resubscribes after
     // every reconnect by itself.
     sub.subscribe(this.layout.channel).catch(() => {});
+    if (!('nodes' in sub)) {
+      // A subscriber only reads, so a link that died without a FIN/RST (a failover, a NAT
+      // timeout) would go unnoticed for hours: ping it, and reconnect when the answer is late.
+      const every = this.options.subscriberHeartbeatMs ?? 15_000;
+      this.heartbeat = setInterval(() => {
+        if (sub.status !== 'ready') return;
+        const late = setTimeout(() => sub.disconnect(true), Math.min(every, 5000));
+        sub.ping().then(
+          () => clearTimeout(late),
+          () => clearTimeout(late),
+        );
+      }, every);
+      this.heartbeat.unref();
+    }
   }
 
   /**
@@ -371,6 +390,19 @@ export class RedisStore implements Store {
     return value;
   }
 
+  /**
+   * Drops and reopens the command connection after a timeout. A hung Redis or a link that died
+   * silently would otherwise stay "ready" while every retry queues another command on it; the
+   * reconnect fails what is queued and finds out whether Redis is really there.
+   */
+  private recycle(): void {
+    const now = Date.now();
+    if (this.closed || now - this.lastRecycleAt < this.commandTimeoutMs) return;
+    if (this.client.status !== 'ready') return;
+    this.lastRecycleAt = now;
+    this.client.disconnect(true);
+  }
+
   private groupByShard(names: Iterable<string>): Map<ShardKeys, string[]> {
     const groups = new Map<ShardKeys, string[]>();
     for (const name of names) {
@@ -399,10 +431,10 @@ export class RedisStore implements Store {
    */
   private timed<T>(p: Promise<T>, what: string, ms = this.commandTimeoutMs): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`Redis ${this.options.target}: ${what} got no answer in ${ms} ms`)),
-        ms,
-      );
+      const timer = setTimeout(() => {
+        reject(new Error(`Redis ${this.options.target}: ${what} got no answer in ${ms} ms`));
+        this.recycle();
+      }, ms);
       p.then(
         (v) => {
           clearTimeout(timer);

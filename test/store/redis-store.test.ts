@@ -1,6 +1,7 @@
 // Redis-specific store behaviour: URLs, key layout, replay after a timeout, pub/sub, outages.
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -60,6 +61,47 @@ async function eventually(check: () => Promise<boolean> | boolean, ms = 5000): P
     if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * A TCP proxy to Redis. `dropReplies` swallows replies while commands still pass (a link that
+ * broke after the request went out); `killLinks()` silently stops every open connection in both
+ * directions without closing it (a peer gone without FIN or RST); new connections work.
+ */
+async function flakyProxy(redisPort: number) {
+  const links = new Set<{ dead: boolean; sockets: Socket[] }>();
+  const state = { dropReplies: false };
+  const server = createServer((client) => {
+    const upstream = connect(redisPort, '127.0.0.1');
+    const link = { dead: false, sockets: [client, upstream] };
+    links.add(link);
+    client.on('data', (d) => {
+      if (!link.dead) upstream.write(d);
+    });
+    upstream.on('data', (d) => {
+      if (!link.dead && !state.dropReplies) client.write(d);
+    });
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      links.delete(link);
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    state,
+    killLinks() {
+      for (const link of links) link.dead = true;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const link of links) for (const sock of link.sockets) sock.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 describe('TALLY_REDIS_URL parsing', () => {
@@ -200,25 +242,71 @@ describe('RedisStore against a real redis-server', () => {
   });
 
   it('counts a batch once when it is re-sent after a timeout that hid its success', async () => {
-    const store = await openStore(prefix(), { commandTimeoutMs: 300 });
-    await store.applyBatch(batch('i1', 1, { replay: 10 }));
-    redis.pause();
-    const started = Date.now();
+    // Between the store and Redis: commands pass, replies can be swallowed (a link that broke
+    // after the request went out).
+    const proxy = await flakyProxy(redis.port);
     try {
+      const keyPrefix = prefix();
+      const store = await openRedisStore({
+        url: `redis://127.0.0.1:${proxy.port}`,
+        keyPrefix,
+        commandTimeoutMs: 300,
+      });
+      open.push(store);
+      await store.applyBatch(batch('i1', 1, { replay: 10 }));
+      proxy.state.dropReplies = true;
+      const started = Date.now();
       await expect(store.applyBatch(batch('i1', 2, { replay: 5, other: 1 }))).rejects.toThrow(
         /no answer in \d+ ms/,
       );
-      expect(Date.now() - started).toBeLessThan(2000);
+      expect(Date.now() - started).toBeLessThan(1500);
+      // Redis did apply it; only the reply was lost.
+      expect(await admin.get(`${keyPrefix}c:replay`)).toBe('15');
+      proxy.state.dropReplies = false;
+      // The store dropped the silent connection and opens a new one by itself.
+      await eventually(() =>
+        store.ping().then(
+          () => true,
+          () => false,
+        ),
+      );
+      const again = await store.applyBatch(batch('i1', 2, { replay: 5, other: 1 }));
+      expect(again.duplicate).toBe(true);
+      expect(Object.fromEntries(again.values)).toEqual({ replay: 15, other: 1 });
+      expect(await store.get('replay')).toBe(15);
+      expect(await store.lastSeq('i1')).toBe(2);
+      const next = await store.applyBatch(batch('i1', 3, { replay: 1 }));
+      expect(next.duplicate).toBe(false);
+      expect(await store.get('replay')).toBe(16);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('gives up on a hung Redis quickly, reconnects, and counts the retried batch once', async () => {
+    const store = await openStore(prefix(), { commandTimeoutMs: 300 });
+    await store.applyBatch(batch('i1', 1, { hung: 1 }));
+    redis.pause();
+    try {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const started = Date.now();
+        await expect(store.applyBatch(batch('i1', 2, { hung: 1 }))).rejects.toThrow(
+          /no answer|unreachable/,
+        );
+        expect(Date.now() - started).toBeLessThan(1000);
+      }
     } finally {
       redis.resume();
     }
-    // The timed-out command was still queued and runs now: the batch was in fact applied.
-    await eventually(async () => (await store.get('replay')) === 15);
-    const again = await store.applyBatch(batch('i1', 2, { replay: 5, other: 1 }));
-    expect(again.duplicate).toBe(true);
-    expect(Object.fromEntries(again.values)).toEqual({ replay: 15, other: 1 });
-    expect(await store.get('replay')).toBe(15);
-    expect(await store.lastSeq('i1')).toBe(2);
+    await eventually(() =>
+      store.ping().then(
+        () => true,
+        () => false,
+      ),
+    );
+    // Applied once, whether or not an attempt sent while Redis was frozen got through.
+    await store.applyBatch(batch('i1', 2, { hung: 1 }));
+    expect(await store.get('hung')).toBe(2);
   });
 
   it('refuses exactly at ±(2^53-1) and refuses values it did not write, atomically', async () => {
@@ -314,6 +402,31 @@ describe('RedisStore against a real redis-server', () => {
     expect(atB[1]).toEqual({ r: 11 });
   });
 
+  it('notices a subscription link that died silently, reconnects and catches up', async () => {
+    const proxy = await flakyProxy(redis.port);
+    try {
+      const p = prefix();
+      const a = await openStore(p);
+      const b = await openRedisStore({
+        url: `redis://127.0.0.1:${proxy.port}`,
+        keyPrefix: p,
+        subscriberHeartbeatMs: 200,
+      });
+      open.push(b);
+      const atB: Array<Record<string, number>> = [];
+      b.watch?.((c) => atB.push(Object.fromEntries(c)));
+      await eventually(async () => (await admin.pubsub('NUMSUB', `${p}changes`))[1] === 1);
+      await a.applyBatch(batch('ia', 1, { s: 1 }));
+      await eventually(() => atB.length === 1);
+      proxy.killLinks();
+      // Published into the dead link: lost for B unless B notices and re-reads.
+      await a.applyBatch(batch('ia', 2, { s: 1 }));
+      await eventually(() => atB.some((c) => c.s === 2), 8000);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('never delivers a value older than one it already saw', async () => {
     const p = prefix();
     const b = (await openStore(p)) as RedisStore;
@@ -397,7 +510,12 @@ describe('RedisStore against a real redis-server', () => {
 describe('RedisStore authentication and TLS', () => {
   it('logs in as an ACL user and keeps databases apart, channels included', async () => {
     const server = await startRedis({
-      args: ['--user', 'default', 'off', '--user', 'tally', 'on', '>pa:ss@w', '~*', '&*', '+@all'],
+      // The least a Tally user needs (docs/redis.md, ElastiCache RBAC).
+      args: [
+        ...['--user', 'default', 'off', '--user', 'tally', 'on', '>pa:ss@w', '~acl:*', '&acl:*'],
+        ...['+@read', '+@write', '+@scripting', '+@pubsub', '+@transaction'],
+        ...['+ping', '+info', '+client|setname', '+time', '+select'],
+      ],
     });
     const check = new Redis({ port: server.port, username: 'tally', password: 'pa:ss@w', db: 3 });
     check.on('error', () => {});
