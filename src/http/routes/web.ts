@@ -1,14 +1,190 @@
-/** @module http/routes/web — the click page and dashboard (issue "The click page"). */
-import type { FastifyInstance } from 'fastify';
+/** @module http/routes/web — the click page, the dashboard and their static assets, served from memory. */
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isValidName } from '../../counters/validate.js';
+import { TallyError } from '../../errors.js';
 
 export interface WebRoutesOptions {
-  /** The live update window, so the page can size its batching. */
+  /**
+   * The server's flush interval, in ms. The page sends at most one increment request per
+   * max(100, flushIntervalMs), since sending faster than the server flushes shows nobody anything.
+   */
   readonly flushIntervalMs: number;
+  /** The counter `GET /` shows. @default 'clicks' */
+  readonly defaultCounter?: string;
+  /**
+   * Folder holding the page templates and assets; read once, when the routes are registered.
+   * @default src/web/ beside dist/ (resolved from this module's URL)
+   */
+  readonly assetsDir?: URL;
 }
 
-export async function webRoutes(app: FastifyInstance, _opts: WebRoutesOptions): Promise<void> {
-  app.get('/', async (_request, reply) => {
-    reply.type('text/plain; charset=utf-8');
-    return 'Tally is running. API: /api/v1/counters/{name}\n';
+/** One file under /assets/, held in memory. */
+interface Asset {
+  readonly body: Buffer;
+  readonly type: string;
+  readonly etag: string;
+  /** Short content hash; pages link `?v=<version>` so browsers may cache that URL for good. */
+  readonly version: string;
+}
+
+/** A rendered page, held in memory. */
+interface Page {
+  readonly body: Buffer;
+  readonly etag: string;
+}
+
+const TYPES: Record<string, string> = {
+  css: 'text/css; charset=utf-8',
+  js: 'text/javascript; charset=utf-8',
+  svg: 'image/svg+xml',
+  png: 'image/png',
+  ico: 'image/x-icon',
+  webmanifest: 'application/manifest+json',
+};
+const HTML = 'text/html; charset=utf-8';
+/** Templates are pages, never assets. */
+const TEMPLATES = ['counter.html', 'dashboard.html', 'not-found.html'] as const;
+type Template = (typeof TEMPLATES)[number];
+
+// Everything the pages load comes from this origin; no inline script or style is needed.
+const PAGE_HEADERS = {
+  'content-security-policy':
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'same-origin',
+};
+
+export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): Promise<void> {
+  const dir = opts.assetsDir ?? new URL('../../../src/web/', import.meta.url);
+  const defaultCounter = opts.defaultCounter ?? 'clicks';
+  if (!isValidName(defaultCounter)) throw new Error(`invalid default counter "${defaultCounter}"`);
+  const { assets, templates } = await loadFolder(dir);
+  const sendIntervalMs = Math.min(1000, Math.max(100, opts.flushIntervalMs));
+
+  const render = (template: Template, vars: Record<string, string>): Page => {
+    let html = templates[template];
+    html = html.replace(/\{\{asset:([A-Za-z0-9_.-]+)\}\}/g, (_m, file: string) => {
+      const asset = assets.get(file);
+      if (asset === undefined) throw new Error(`${template} links a missing asset: ${file}`);
+      return `/assets/${file}?v=${asset.version}`;
+    });
+    html = html.replace(/\{\{([a-zA-Z]+)\}\}/g, (_m, key: string) => {
+      const value = vars[key];
+      if (value === undefined) throw new Error(`${template} uses an unknown variable: ${key}`);
+      return escapeHtml(value);
+    });
+    return page(html);
+  };
+  const counterVars = (name: string) => ({ name, sendIntervalMs: String(sendIntervalMs) });
+
+  // Rendering at startup also proves every template and asset link before the first request.
+  const home = render('counter.html', counterVars(defaultCounter));
+  const dashboard = render('dashboard.html', {});
+  render('not-found.html', { what: 'x' });
+  // A page per counter is a few KB; keep the recently asked-for ones rather than re-render.
+  const counterPages = new Map<string, Page>();
+
+  app.get('/', async (request, reply) => sendPage(request, reply, home));
+  app.get('/dashboard', async (request, reply) => sendPage(request, reply, dashboard));
+  app.get<{ Params: { '*': string } }>('/c/*', async (request, reply) => {
+    const name = request.params['*'];
+    // Cast: a failed guard on a string would narrow `name` to never.
+    if (!isValidName(name as unknown)) {
+      const what = name.length > 80 ? `${name.slice(0, 80)}…` : name;
+      reply.code(404).header('cache-control', 'no-store');
+      return sendPage(request, reply, render('not-found.html', { what }), false);
+    }
+    let counterPage = counterPages.get(name);
+    if (counterPage === undefined) {
+      counterPage = render('counter.html', counterVars(name));
+      if (counterPages.size >= 1000) counterPages.clear();
+      counterPages.set(name, counterPage);
+    }
+    return sendPage(request, reply, counterPage);
   });
+
+  app.get<{ Params: { file: string }; Querystring: { v?: unknown } }>(
+    '/assets/:file',
+    async (request, reply) => {
+      // Lookup in the in-memory table only: no path from the URL ever reaches the file system.
+      const asset = assets.get(request.params.file);
+      if (asset === undefined) throw new TallyError('NOT_FOUND', 'No such asset');
+      reply
+        .header('content-type', asset.type)
+        .header('x-content-type-options', 'nosniff')
+        .header('etag', asset.etag)
+        .header(
+          'cache-control',
+          request.query.v === asset.version ? 'public, max-age=31536000, immutable' : 'no-cache',
+        );
+      if (fresh(request, asset.etag)) return reply.code(304).send();
+      return reply.send(asset.body);
+    },
+  );
+}
+
+function sendPage(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  page: Page,
+  cacheable = true,
+): FastifyReply {
+  reply.headers(PAGE_HEADERS).header('content-type', HTML);
+  if (cacheable) {
+    // Revalidate every time: the page is tiny and must pick up new asset versions at once.
+    reply.header('cache-control', 'no-cache').header('etag', page.etag);
+    if (fresh(request, page.etag)) return reply.code(304).send();
+  }
+  return reply.send(page.body);
+}
+
+/** True when the client's If-None-Match names this ETag (weak or strong, in a list or `*`). */
+function fresh(request: FastifyRequest, etag: string): boolean {
+  const header = request.headers['if-none-match'];
+  if (typeof header !== 'string') return false;
+  return header
+    .split(',')
+    .map((t) => t.trim().replace(/^W\//, ''))
+    .some((t) => t === etag || t === '*');
+}
+
+function page(html: string): Page {
+  const body = Buffer.from(html, 'utf8');
+  return { body, etag: `"${hash(body)}"` };
+}
+
+function hash(body: Buffer): string {
+  return createHash('sha256').update(body).digest('base64url').slice(0, 16);
+}
+
+/** Reads every template and asset in `dir` (flat, no subfolders) into memory. */
+async function loadFolder(
+  dir: URL,
+): Promise<{ assets: Map<string, Asset>; templates: Record<Template, string> }> {
+  const assets = new Map<string, Asset>();
+  const templates: Partial<Record<Template, string>> = {};
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const file = entry.name;
+    const body = await readFile(new URL(file, dir));
+    if ((TEMPLATES as readonly string[]).includes(file)) {
+      templates[file as Template] = body.toString('utf8');
+      continue;
+    }
+    const type = TYPES[file.slice(file.lastIndexOf('.') + 1)];
+    if (type === undefined) continue;
+    const version = hash(body);
+    assets.set(file, { body, type, etag: `"${version}"`, version });
+  }
+  for (const t of TEMPLATES) {
+    if (templates[t] === undefined) throw new Error(`web page template missing: ${t} in ${dir}`);
+  }
+  return { assets, templates: templates as Record<Template, string> };
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }

@@ -1,0 +1,346 @@
+// Tally click page: batches clicks into increment requests and follows the live value over SSE.
+
+const root = document.getElementById('counter');
+const name = root.dataset.counter;
+const sendIntervalMs = Number(root.dataset.sendIntervalMs) || 100;
+const api = `/api/v1/counters/${encodeURIComponent(name)}`;
+
+const valueEl = document.getElementById('value');
+const rateEl = document.getElementById('rate');
+const statusEl = document.getElementById('status');
+const outboxEl = document.getElementById('outbox');
+const problemEl = document.getElementById('problem');
+const announceEl = document.getElementById('announce');
+const button = document.getElementById('click');
+
+/** Abandon a request after this long; its outcome is unknown, so it is retried with its key. */
+const REQUEST_TIMEOUT_MS = 10_000;
+const RETRY_MIN_MS = 250;
+const RETRY_MAX_MS = 5_000;
+/** A shown value only goes down (a reset, a decrement) after the stream agrees for this long. */
+const SETTLE_MS = 3_000;
+const RATE_WINDOW_MS = 5_000;
+const STORAGE_KEY = `tally:outbox:${name}`;
+const numberFormat = new Intl.NumberFormat();
+
+// The outbox. `queued` clicks are in no request yet. `batch` is the one request whose outcome we
+// wait for: until the server answers it, it is resent with the same Idempotency-Key and the same
+// `by`, never merged with newer clicks, so the server counts it exactly once.
+let queued = 0;
+/** @type {{ key: string, by: number } | null} */
+let batch = null;
+let sending = false;
+let lastSendAt = 0;
+let retryAt = 0;
+let retryDelayMs = 0;
+let sendFailed = false;
+let sendTimer = null;
+
+// The value. `streamValue` is the latest from the live stream (ordered); `ackValue` is the
+// highest an increment answer reported, which includes our confirmed clicks before the stream
+// carries them. The page shows the larger plus the clicks not yet confirmed.
+let streamValue = null;
+let ackValue = null;
+let lastAckAt = 0;
+let shown = null;
+let settleTimer = null;
+let state = 'connecting';
+/** Shown values over the last RATE_WINDOW_MS, for the clicks/s figure. */
+const samples = [];
+let announceTimer = null;
+let source = null;
+let reconnectDelayMs = 1000;
+
+/** Sends the next request when the previous one is answered and the send interval has passed. */
+function pump() {
+  if (sending || sendTimer !== null) return;
+  if (batch === null && queued === 0) return;
+  const wait = Math.max(lastSendAt + sendIntervalMs, retryAt) - Date.now();
+  if (wait > 0) {
+    sendTimer = setTimeout(() => {
+      sendTimer = null;
+      pump();
+    }, wait);
+    return;
+  }
+  if (batch === null) {
+    batch = { key: newKey(), by: queued };
+    queued = 0;
+    saveOutbox();
+  }
+  void send(batch);
+}
+
+async function send(current) {
+  sending = true;
+  lastSendAt = Date.now();
+  const abort = new AbortController();
+  const timeout = setTimeout(() => abort.abort(), REQUEST_TIMEOUT_MS);
+  try {
+    const res = await fetch(`${api}/increment`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': current.key },
+      body: JSON.stringify({ by: current.by }),
+      cache: 'no-store',
+      signal: abort.signal,
+    });
+    const body = await res.json().catch(() => null);
+    if (res.ok) {
+      confirmed(body);
+    } else if (res.status === 408 || res.status === 409 || res.status === 429) {
+      failed(retryAfterMs(res));
+    } else if (res.status >= 500) {
+      // NOT_CONFIRMED: the server holds the increment and will apply it once; resending could
+      // count it twice, so the clicks are considered sent.
+      if (body?.error?.code === 'NOT_CONFIRMED') confirmed(null);
+      else failed(retryAfterMs(res));
+    } else {
+      refused(current.by, body?.error?.message ?? `HTTP ${res.status}`);
+    }
+  } catch {
+    // Network error or timeout: the server may or may not have counted it.
+    failed(undefined);
+  } finally {
+    clearTimeout(timeout);
+    sending = false;
+  }
+  render();
+  pump();
+}
+
+function confirmed(body) {
+  batch = null;
+  saveOutbox();
+  sendFailed = false;
+  retryDelayMs = 0;
+  retryAt = 0;
+  lastAckAt = Date.now();
+  if (typeof body?.value === 'number') ackValue = Math.max(ackValue ?? body.value, body.value);
+  problemEl.hidden = true;
+}
+
+function failed(serverDelayMs) {
+  sendFailed = true;
+  retryDelayMs = Math.min(RETRY_MAX_MS, Math.max(RETRY_MIN_MS, retryDelayMs * 2));
+  const jittered = retryDelayMs * (0.8 + Math.random() * 0.4);
+  retryAt = Date.now() + Math.max(jittered, Math.min(serverDelayMs ?? 0, 10_000));
+}
+
+/** The server will never take this request (a 4xx): drop it and say so. */
+function refused(by, message) {
+  batch = null;
+  saveOutbox();
+  sendFailed = false;
+  retryDelayMs = 0;
+  problemEl.textContent = `${by} ${by === 1 ? 'click was' : 'clicks were'} not counted: ${message}`;
+  problemEl.hidden = false;
+}
+
+function retryAfterMs(res) {
+  const s = Number(res.headers.get('retry-after'));
+  return Number.isFinite(s) && s > 0 ? s * 1000 : undefined;
+}
+
+/** The connection is back: stop waiting out the backoff. */
+function retryNow() {
+  retryAt = 0;
+  retryDelayMs = 0;
+  if (sendTimer !== null) {
+    clearTimeout(sendTimer);
+    sendTimer = null;
+  }
+  pump();
+}
+
+/** Leaving the page: hand what is unsent to the browser; a reload resends it with the same key. */
+function flushOnLeave() {
+  if (batch === null && queued > 0) {
+    batch = { key: newKey(), by: queued };
+    queued = 0;
+    saveOutbox();
+  }
+  if (batch === null) return;
+  try {
+    fetch(`${api}/increment`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': batch.key },
+      body: JSON.stringify({ by: batch.by }),
+      keepalive: true,
+    }).catch(() => {});
+  } catch {
+    // The browser refused the keepalive request; the saved outbox still has the clicks.
+  }
+}
+
+function unconfirmed() {
+  return queued + (batch === null ? 0 : batch.by);
+}
+
+// sessionStorage keeps the outbox across a reload of this tab, so clicks made offline survive it.
+function saveOutbox() {
+  try {
+    if (unconfirmed() === 0) sessionStorage.removeItem(STORAGE_KEY);
+    else sessionStorage.setItem(STORAGE_KEY, JSON.stringify({ queued, batch }));
+  } catch {
+    // Storage disabled or full: the outbox still lives in memory.
+  }
+}
+
+function restoreOutbox() {
+  let saved = null;
+  try {
+    saved = JSON.parse(sessionStorage.getItem(STORAGE_KEY) ?? 'null');
+  } catch {
+    return;
+  }
+  if (Number.isSafeInteger(saved?.queued) && saved.queued > 0) queued = saved.queued;
+  const b = saved?.batch;
+  if (typeof b?.key === 'string' && Number.isSafeInteger(b.by) && b.by > 0) batch = b;
+}
+
+function newKey() {
+  // crypto.randomUUID needs a secure context; plain-HTTP self-hosted pages may not be one.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return `web-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
+}
+
+// ---- live stream ----
+
+function connect() {
+  source = new EventSource(`${api}/events`);
+  source.addEventListener('open', () => {
+    reconnectDelayMs = 1000;
+    setState('live');
+    retryNow();
+  });
+  source.addEventListener('value', (event) => {
+    let data;
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (typeof data?.value !== 'number') return;
+    streamValue = data.value;
+    setState('live');
+    render();
+  });
+  source.addEventListener('error', () => {
+    setState('reconnecting');
+    // CONNECTING: the browser retries by itself. CLOSED (an HTTP error such as a 503 while the
+    // server stops): it gave up, so we open a new stream after a backoff.
+    if (source.readyState === EventSource.CLOSED) {
+      source.close();
+      const delay = reconnectDelayMs * (0.8 + Math.random() * 0.4);
+      reconnectDelayMs = Math.min(10_000, reconnectDelayMs * 2);
+      setTimeout(connect, delay);
+    }
+  });
+}
+
+function setState(next) {
+  if (state === next) return;
+  state = next;
+  root.dataset.state = next;
+  statusEl.textContent =
+    next === 'live' ? 'Live' : next === 'reconnecting' ? 'Reconnecting…' : 'Connecting…';
+  render();
+}
+
+// ---- display ----
+
+function render() {
+  const pending = unconfirmed();
+  root.dataset.unsent = String(pending);
+  if (pending > 0 && (sendFailed || state !== 'live')) {
+    outboxEl.textContent = `${pending} ${pending === 1 ? 'click' : 'clicks'} not sent yet; they will be sent when the connection is back.`;
+    outboxEl.hidden = false;
+  } else {
+    outboxEl.hidden = true;
+  }
+
+  if (streamValue === null && ackValue === null) {
+    if (pending > 0) show(pending);
+    return;
+  }
+  const base = Math.max(
+    streamValue ?? Number.NEGATIVE_INFINITY,
+    ackValue ?? Number.NEGATIVE_INFINITY,
+  );
+  const target = base + pending;
+  if (shown === null || target >= shown) {
+    show(target);
+    return;
+  }
+  // Lower than shown: usually the stream has not caught up with our confirmed clicks yet.
+  if (settleTimer === null) settleTimer = setTimeout(settle, SETTLE_MS);
+}
+
+/** Lowers the shown value once the live stream has said so for SETTLE_MS with nothing in flight. */
+function settle() {
+  settleTimer = null;
+  if (streamValue === null || shown === null) return;
+  const target = streamValue + unconfirmed();
+  if (target >= shown) return;
+  if (state !== 'live' || sending || Date.now() - lastAckAt < SETTLE_MS) {
+    settleTimer = setTimeout(settle, SETTLE_MS);
+    return;
+  }
+  ackValue = null;
+  samples.length = 0;
+  show(target);
+}
+
+function show(value) {
+  if (settleTimer !== null && value >= (shown ?? value)) {
+    clearTimeout(settleTimer);
+    settleTimer = null;
+  }
+  if (value === shown) return;
+  const bump = shown !== null;
+  shown = value;
+  valueEl.dataset.value = String(value);
+  valueEl.textContent = numberFormat.format(value);
+  if (bump) {
+    valueEl.classList.add('bump');
+    requestAnimationFrame(() => requestAnimationFrame(() => valueEl.classList.remove('bump')));
+  }
+  scheduleAnnouncement();
+}
+
+// Screen readers hear the value once it has been still for a moment, not on every change.
+function scheduleAnnouncement() {
+  if (announceTimer !== null) clearTimeout(announceTimer);
+  announceTimer = setTimeout(() => {
+    announceTimer = null;
+    if (shown !== null) announceEl.textContent = `${name}: ${numberFormat.format(shown)}`;
+  }, 1000);
+}
+
+// The rate counts everyone's clicks: how far the shown value moved over the last few seconds.
+function updateRate() {
+  if (shown === null) return;
+  const now = Date.now();
+  samples.push({ t: now, v: shown });
+  while (samples.length > 2 && (samples[1]?.t ?? now) <= now - RATE_WINDOW_MS) samples.shift();
+  const first = samples[0];
+  const elapsedS = Math.max(1, (now - first.t) / 1000);
+  const rate = Math.max(0, (shown - first.v) / elapsedS);
+  const shownRate = rate === 0 ? '0' : rate < 10 ? rate.toFixed(1) : String(Math.round(rate));
+  rateEl.textContent = `${shownRate} clicks/s`;
+}
+
+restoreOutbox();
+button.addEventListener('click', () => {
+  queued++;
+  saveOutbox();
+  button.classList.add('pressed');
+  setTimeout(() => button.classList.remove('pressed'), 90);
+  render();
+  pump();
+});
+window.addEventListener('pagehide', flushOnLeave);
+window.addEventListener('online', retryNow);
+connect();
+setInterval(updateRate, 500);
+pump();
