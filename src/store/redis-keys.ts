@@ -67,6 +67,14 @@ export class KeyLayout {
   counterKey(name: string): string {
     return this.shardOf(name).counterPrefix + name;
   }
+
+  /**
+   * HASH of one Idempotency-Key (`fp`, `result`), expiring by itself. Each is used alone, so its
+   * slot does not matter and it carries no shard tag.
+   */
+  idempotencyKey(key: string): string {
+    return `${this.prefix}idem:${key}`;
+  }
 }
 
 /**

@@ -7,11 +7,14 @@ import {
   type ChangeListener,
   decodeCursor,
   encodeCursor,
+  type KeyClaim,
   type ListOptions,
   type ListPage,
   type Store,
 } from './interface.js';
 import { APPLY_BATCH_LUA } from './lua/apply-batch-3.js';
+import { CLAIM_KEY_LUA } from './lua/claim-key-1.js';
+import { COMPLETE_KEY_LUA } from './lua/complete-key-1.js';
 import { DELETE_COUNTER_LUA } from './lua/delete-counter-3.js';
 import { SET_COUNTER_LUA } from './lua/set-counter-3.js';
 import { KeyLayout, type ShardKeys } from './redis-keys.js';
@@ -24,6 +27,8 @@ interface ScriptCommands {
   tallyApplyBatch(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
   tallySetCounter(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
   tallyDeleteCounter(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
+  tallyClaimKey(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
+  tallyCompleteKey(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
 }
 
 /** Options for {@link RedisStore}. */
@@ -91,6 +96,8 @@ export class RedisStore implements Store {
     client.defineCommand('tallyApplyBatch', { lua: APPLY_BATCH_LUA });
     client.defineCommand('tallySetCounter', { lua: SET_COUNTER_LUA });
     client.defineCommand('tallyDeleteCounter', { lua: DELETE_COUNTER_LUA });
+    client.defineCommand('tallyClaimKey', { lua: CLAIM_KEY_LUA });
+    client.defineCommand('tallyCompleteKey', { lua: COMPLETE_KEY_LUA });
     this.client = client as RedisClient & ScriptCommands;
   }
 
@@ -253,6 +260,39 @@ export class RedisStore implements Store {
       return;
     }
     await this.timed(client.ping(), 'ping');
+  }
+
+  async claimKey(key: string, fingerprint: string, leaseMs: number): Promise<KeyClaim> {
+    this.assertUsable();
+    const reply = await this.timed(
+      this.client.tallyClaimKey(
+        1,
+        [this.layout.idempotencyKey(key)],
+        [fingerprint, String(leaseMs)],
+      ),
+      'claimKey',
+    );
+    if (!Array.isArray(reply) || (reply[0] !== 1 && reply[0] !== 0))
+      throw badReply('claimKey', reply);
+    if (reply[0] === 1) return { fresh: true };
+    return {
+      fresh: false,
+      fingerprint: String(reply[1]),
+      result: reply[2] == null ? null : String(reply[2]),
+    };
+  }
+
+  async completeKey(key: string, result: string, ttlMs: number): Promise<void> {
+    this.assertUsable();
+    await this.timed(
+      this.client.tallyCompleteKey(1, [this.layout.idempotencyKey(key)], [result, String(ttlMs)]),
+      'completeKey',
+    );
+  }
+
+  async releaseKey(key: string): Promise<void> {
+    this.assertUsable();
+    await this.timed(this.client.del(this.layout.idempotencyKey(key)), 'releaseKey');
   }
 
   watch(listener: ChangeListener): () => void {

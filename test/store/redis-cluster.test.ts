@@ -78,6 +78,23 @@ describe('redis-cluster specifics', () => {
     await store.close();
   });
 
+  it('shares Idempotency-Key claims on a cluster, whatever slot a key falls in', async () => {
+    const p = prefix();
+    const a = await open(p);
+    const b = await open(p);
+    for (const key of ['plain', 'with {braces}', 'k-{x}-2']) {
+      expect(await a.claimKey(key, 'fp', 5000)).toEqual({ fresh: true });
+      await a.completeKey(key, 'answer', 60_000);
+      expect(await b.claimKey(key, 'fp', 5000)).toEqual({
+        fresh: false,
+        fingerprint: 'fp',
+        result: 'answer',
+      });
+    }
+    await a.close();
+    await b.close();
+  });
+
   it('delivers changes across nodes to other instances', async () => {
     const p = prefix();
     const a = await open(p);

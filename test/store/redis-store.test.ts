@@ -197,6 +197,7 @@ describe('RedisStore against a real redis-server', () => {
     await store.applyBatch(batch('i1', 1, { a: 1, b: 2 }));
     await store.set('c', 5);
     await store.delete('b');
+    await store.claimKey?.('k1', 'f', 60_000);
     const keys: string[] = [];
     let cursor = '0';
     do {
@@ -210,6 +211,7 @@ describe('RedisStore against a real redis-server', () => {
     expect(types).toEqual({
       'c:a': 'string',
       'c:c': 'string',
+      'idem:k1': 'hash',
       names: 'zset',
       seq: 'hash',
       ver: 'string',
@@ -239,6 +241,40 @@ describe('RedisStore against a real redis-server', () => {
     const stats = await admin.info('commandstats');
     expect(stats).toContain('cmdstat_zrangebylex');
     expect(stats).not.toMatch(/cmdstat_(keys|scan):/);
+  });
+
+  it('shares Idempotency-Key claims between instances, with leases and answers that expire', async () => {
+    const p = prefix();
+    const a = await openStore(p);
+    const b = await openStore(p);
+    const key = 'client {7} retry #1';
+    expect(await a.claimKey?.(key, 'inc x 1', 5000)).toEqual({ fresh: true });
+    // The same key on the other instance: the first request is still running.
+    expect(await b.claimKey?.(key, 'inc x 1', 5000)).toEqual({
+      fresh: false,
+      fingerprint: 'inc x 1',
+      result: null,
+    });
+    await a.completeKey?.(key, '{"status":202}', 60_000);
+    expect(await b.claimKey?.(key, 'other', 5000)).toEqual({
+      fresh: false,
+      fingerprint: 'inc x 1',
+      result: '{"status":202}',
+    });
+    const ttl = await admin.pttl(`${p}idem:${key}`);
+    expect(ttl).toBeGreaterThan(50_000);
+    expect(ttl).toBeLessThanOrEqual(60_000);
+    // A failed request releases its claim: the retry is processed afresh.
+    await b.releaseKey?.(key);
+    expect(await a.claimKey?.(key, 'inc x 1', 100)).toEqual({ fresh: true });
+    // A lease that runs out (the claiming process died) frees the key too.
+    await new Promise((r) => setTimeout(r, 150));
+    expect(await b.claimKey?.(key, 'inc x 1', 5000)).toEqual({ fresh: true });
+    // Completing a claim that already expired saves nothing.
+    await a.claimKey?.('gone', 'f', 50);
+    await new Promise((r) => setTimeout(r, 100));
+    await a.completeKey?.('gone', 'late', 60_000);
+    expect(await admin.exists(`${p}idem:gone`)).toBe(0);
   });
 
   it('counts a batch once when it is re-sent after a timeout that hid its success', async () => {

@@ -1,0 +1,16 @@
+/**
+ * @module store/lua/complete-key-1 — saves the answer of a claimed idempotency key.
+ *
+ * KEYS[1]  HASH   the key's record (see claim-key-1)
+ * ARGV[1]  the answer to replay, as a string
+ * ARGV[2]  how long to keep it, in ms
+ *
+ * Returns 1, or 0 when the claim had already expired (nothing is saved then: a later retry is
+ * processed afresh, as after a lost lease).
+ */
+export const COMPLETE_KEY_LUA = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'result', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`;
