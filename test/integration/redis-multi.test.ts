@@ -153,6 +153,39 @@ describe('three Tally instances on one Redis', () => {
     );
   }, 120_000);
 
+  it('continues an instance’s batch sequence after a restart, so nothing is skipped', async () => {
+    const index = 2;
+    const before = tallies[index] as ServerProcess;
+    const readyz = async (t: ServerProcess) =>
+      (await (await fetch(`${t.url}/readyz`)).json()) as { instanceId: string };
+    const { instanceId } = await readyz(before);
+    const name = `restart-${randomUUID().slice(0, 6)}`;
+    for (let i = 0; i < 5; i++) {
+      expect(
+        (await post(`${before.url}/api/v1/counters/${name}/increment?consistency=strong`)).status,
+      ).toBe(200);
+    }
+    const check = new Redis(redis.port, '127.0.0.1');
+    const seqBefore = Number(await check.hget(`${prefix}seq`, instanceId));
+    expect(seqBefore).toBeGreaterThan(0);
+    expect(await before.stop('SIGTERM')).toBe(0);
+    const after = await startServer({
+      TALLY_STORE: 'redis',
+      TALLY_REDIS_URL: redis.url,
+      TALLY_REDIS_PREFIX: prefix,
+      TALLY_DATA_DIR: (dirs[index] as { path: string }).path,
+      TALLY_FLUSH_INTERVAL_MS: String(FLUSH_MS),
+    });
+    tallies[index] = after;
+    expect((await readyz(after)).instanceId).toBe(instanceId);
+    for (let i = 0; i < 5; i++) {
+      const res = await post(`${after.url}/api/v1/counters/${name}/increment?consistency=strong`);
+      expect(res).toEqual({ status: 200, body: { name, value: 6 + i } });
+    }
+    expect(Number(await check.hget(`${prefix}seq`, instanceId))).toBeGreaterThan(seqBefore);
+    check.disconnect();
+  }, 60_000);
+
   it('streams values made on instance A to a live client on instance B within ~2 flush intervals', async () => {
     const [a, b] = tallies as [ServerProcess, ServerProcess];
     const name = `live-${randomUUID().slice(0, 6)}`;

@@ -574,6 +574,9 @@ describe('RedisStore authentication and TLS', () => {
         return n0 === 1 && n3 === 1;
       });
       await db3.applyBatch(batch('i', 1, { n: 9 }));
+      expect(await db3.claimKey?.('k', 'f', 1000)).toEqual({ fresh: true });
+      await db3.completeKey?.('k', 'r', 1000);
+      await db3.releaseKey?.('k');
       await eventually(() => atDb3.length === 1);
       expect(atDb3).toEqual([{ n: 9 }]);
       expect(atDb0).toEqual([]);
