@@ -335,6 +335,7 @@ export class RedisStore implements Store {
       this.heartbeat = setInterval(() => {
         if (sub.status !== 'ready') return;
         const late = setTimeout(() => sub.disconnect(true), Math.min(every, 5000));
+        late.unref();
         sub.ping().then(
           () => clearTimeout(late),
           () => clearTimeout(late),
@@ -352,7 +353,7 @@ export class RedisStore implements Store {
     if (this.closed || this.listeners.size === 0) return;
     this.readTracked().then(
       (changes) => {
-        if (changes.size > 0) for (const listener of this.listeners) listener(changes);
+        if (changes.size > 0) this.deliver(changes);
       },
       () => {
         if (attempt < 20) setTimeout(() => this.resync(attempt + 1), 500).unref();
@@ -406,7 +407,24 @@ export class RedisStore implements Store {
       if (this.newest(name, version, value) === value) changes.set(name, value);
     }
     if (changes.size === 0) return;
-    for (const listener of this.listeners) listener(changes);
+    this.deliver(changes);
+  }
+
+  /**
+   * Calls every listener. This runs inside ioredis's socket handler, where a throw would crash
+   * the process: a faulty listener is reported as a process warning and the others still run.
+   */
+  private deliver(changes: ReadonlyMap<string, number>): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(changes);
+      } catch (err) {
+        process.emitWarning(
+          err instanceof Error ? err : new Error(String(err)),
+          'TallyWatchListener',
+        );
+      }
+    }
   }
 
   /**

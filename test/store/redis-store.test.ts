@@ -408,6 +408,13 @@ describe('RedisStore against a real redis-server', () => {
     const atB: Array<Record<string, number>> = [];
     const atA: Array<Record<string, number>> = [];
     const atStranger: unknown[] = [];
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    // A listener that throws must not take the connection (or the process) down.
+    b.watch(() => {
+      throw new Error('faulty listener');
+    });
     b.watch((c) => atB.push(Object.fromEntries(c)));
     a.watch((c) => atA.push(Object.fromEntries(c)));
     stranger.watch((c) => atStranger.push(c));
@@ -420,6 +427,9 @@ describe('RedisStore against a real redis-server', () => {
     expect(atB).toEqual([{ x: 2, y: 3 }, { z: 40 }, { y: 0 }]);
     expect(atA).toEqual([]);
     expect(atStranger).toEqual([]);
+    await eventually(() => warnings.length === 3);
+    process.off('warning', onWarning);
+    expect(warnings[0]?.message).toBe('faulty listener');
   });
 
   it('re-reads what it tracks when its subscription comes back, so no change is lost', async () => {
