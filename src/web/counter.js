@@ -3,6 +3,7 @@
 const root = document.getElementById('counter');
 const name = root.dataset.counter;
 const sendIntervalMs = Number(root.dataset.sendIntervalMs) || 100;
+const flushIntervalMs = Number(root.dataset.flushIntervalMs) || 100;
 const api = `/api/v1/counters/${encodeURIComponent(name)}`;
 
 const valueEl = document.getElementById('value');
@@ -17,8 +18,12 @@ const button = document.getElementById('click');
 const REQUEST_TIMEOUT_MS = 10_000;
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5_000;
-/** A shown value only goes down (a reset, a decrement) after the stream agrees for this long. */
-const SETTLE_MS = 3_000;
+/**
+ * The shown value goes down (someone reset or decremented the counter) only once the stream has
+ * said so for this long with nothing of ours in flight; longer than a flush, which is how far the
+ * stream may lag behind an acknowledged increment.
+ */
+const SETTLE_MS = Math.max(3_000, 3 * flushIntervalMs);
 const RATE_WINDOW_MS = 5_000;
 const STORAGE_KEY = `tally:outbox:${name}`;
 const numberFormat = new Intl.NumberFormat();
@@ -36,11 +41,11 @@ let retryDelayMs = 0;
 let sendFailed = false;
 let sendTimer = null;
 
-// The value. `streamValue` is the latest from the live stream (ordered); `ackValue` is the
-// highest an increment answer reported, which includes our confirmed clicks before the stream
-// carries them. The page shows the larger plus the clicks not yet confirmed.
+// The value. Every number shown is a lower bound of the count once our clicks land, so it never
+// has to step back: a click adds one; a server value V (from the stream or an answer) raises it to
+// V + queued clicks. The batch in flight is left out of that sum because the stream may or may not
+// carry it yet; counting it could show a click twice.
 let streamValue = null;
-let ackValue = null;
 let lastAckAt = 0;
 let shown = null;
 let settleTimer = null;
@@ -115,7 +120,7 @@ function confirmed(body) {
   retryDelayMs = 0;
   retryAt = 0;
   lastAckAt = Date.now();
-  if (typeof body?.value === 'number') ackValue = Math.max(ackValue ?? body.value, body.value);
+  if (typeof body?.value === 'number') raise(body.value + queued);
   problemEl.hidden = true;
 }
 
@@ -132,6 +137,8 @@ function refused(by, message) {
   saveOutbox();
   sendFailed = false;
   retryDelayMs = 0;
+  // These clicks were shown but will never count: the one time the value steps back.
+  if (shown !== null) show(shown - by);
   problemEl.textContent = `${by} ${by === 1 ? 'click was' : 'clicks were'} not counted: ${message}`;
   problemEl.hidden = false;
 }
@@ -223,7 +230,7 @@ function connect() {
     if (typeof data?.value !== 'number') return;
     streamValue = data.value;
     setState('live');
-    render();
+    raise(streamValue + queued);
   });
   source.addEventListener('error', () => {
     setState('reconnecting');
@@ -249,6 +256,7 @@ function setState(next) {
 
 // ---- display ----
 
+/** Updates the outbox line; the value itself changes only through raise, show and settle. */
 function render() {
   const pending = unconfirmed();
   root.dataset.unsent = String(pending);
@@ -258,44 +266,29 @@ function render() {
   } else {
     outboxEl.hidden = true;
   }
-
-  if (streamValue === null && ackValue === null) {
-    if (pending > 0) show(pending);
-    return;
-  }
-  const base = Math.max(
-    streamValue ?? Number.NEGATIVE_INFINITY,
-    ackValue ?? Number.NEGATIVE_INFINITY,
-  );
-  const target = base + pending;
-  if (shown === null || target >= shown) {
-    show(target);
-    return;
-  }
-  // Lower than shown: usually the stream has not caught up with our confirmed clicks yet.
-  if (settleTimer === null) settleTimer = setTimeout(settle, SETTLE_MS);
 }
 
-/** Lowers the shown value once the live stream has said so for SETTLE_MS with nothing in flight. */
+/** A lower bound from the server: show it if it is higher, else check later for a reset. */
+function raise(candidate) {
+  if (shown === null || candidate > shown) show(candidate);
+  else if (candidate < shown && settleTimer === null) settleTimer = setTimeout(settle, SETTLE_MS);
+}
+
+/** Lowers the shown value when the stream has stayed below it with nothing of ours unanswered. */
 function settle() {
   settleTimer = null;
   if (streamValue === null || shown === null) return;
-  const target = streamValue + unconfirmed();
+  const target = streamValue + queued;
   if (target >= shown) return;
-  if (state !== 'live' || sending || Date.now() - lastAckAt < SETTLE_MS) {
+  if (state !== 'live' || batch !== null || Date.now() - lastAckAt < SETTLE_MS) {
     settleTimer = setTimeout(settle, SETTLE_MS);
     return;
   }
-  ackValue = null;
   samples.length = 0;
   show(target);
 }
 
 function show(value) {
-  if (settleTimer !== null && value >= (shown ?? value)) {
-    clearTimeout(settleTimer);
-    settleTimer = null;
-  }
   if (value === shown) return;
   const bump = shown !== null;
   shown = value;
@@ -334,6 +327,7 @@ restoreOutbox();
 button.addEventListener('click', () => {
   queued++;
   saveOutbox();
+  if (shown !== null) show(shown + 1);
   button.classList.add('pressed');
   setTimeout(() => button.classList.remove('pressed'), 90);
   render();

@@ -78,7 +78,11 @@ export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): P
     });
     return page(html);
   };
-  const counterVars = (name: string) => ({ name, sendIntervalMs: String(sendIntervalMs) });
+  const counterVars = (name: string) => ({
+    name,
+    sendIntervalMs: String(sendIntervalMs),
+    flushIntervalMs: String(opts.flushIntervalMs),
+  });
 
   // Rendering at startup also proves every template and asset link before the first request.
   const home = render('counter.html', counterVars(defaultCounter));
