@@ -1,0 +1,234 @@
+/**
+ * @module bench/lib/load — drives HTTP load with autocannon and compares targets side by side:
+ * every target runs in short slices, the slices of all targets interleaved round by round, so a
+ * machine that slows down mid-run slows every target alike.
+ */
+import autocannon, { type AutocannonRequest } from 'autocannon';
+
+/** Something to load: one route of one server. */
+export interface Target {
+  /** Stable id, used for counter names and in the JSON. */
+  readonly id: string;
+  readonly label: string;
+  /** Base URL, http://127.0.0.1:<port>. */
+  readonly url: string;
+  /** Requests each connection cycles through. */
+  readonly requests: AutocannonRequest[];
+  /** Concurrent connections (pipelining is always 1). */
+  readonly connections: number;
+  /** Runs right before each measured slice (e.g. reset Redis command stats). */
+  before?(): Promise<void>;
+  /** Runs right after each measured slice, with its result. */
+  after?(slice: SliceResult): Promise<void>;
+}
+
+/** One autocannon run of a fixed number of requests. */
+export interface SliceResult {
+  /** 2xx responses: acknowledged requests. */
+  readonly ok: number;
+  readonly non2xx: number;
+  /** Connection errors and timeouts (their requests may or may not have been served). */
+  readonly errors: number;
+  /** Wall time of the slice, in ms. */
+  readonly ms: number;
+  /** True when the safety stop cut the slice short (in-flight requests then are unknown). */
+  readonly cut: boolean;
+}
+
+/** Everything measured for one target: slices added up, every response time kept. */
+export class Meter {
+  /** 2xx in measured slices. */
+  ok = 0;
+  /** 2xx in all slices, warm-up included: what the store must hold afterwards. */
+  acknowledged = 0;
+  non2xx = 0;
+  errors = 0;
+  /** Requests whose fate is unknown (errors, or in flight when a slice was cut). */
+  uncertain = 0;
+  ms = 0;
+  /** Acknowledged requests per second of each measured slice, by round. */
+  readonly roundRates: number[] = [];
+  private latencies = new Float64Array(1 << 16);
+  private count = 0;
+
+  /**
+   * Acknowledged requests per second: the median over slices, so a burst of someone else's
+   * work on the machine during one slice does not move it.
+   */
+  get rate(): number {
+    return median(this.roundRates);
+  }
+
+  /**
+   * This target's rate relative to `other`'s: the median over rounds of the ratio of the two
+   * slices of that round (they ran seconds apart, so they saw the same machine).
+   */
+  ratioTo(other: Meter): number {
+    const ratios: number[] = [];
+    for (let i = 0; i < this.roundRates.length; i++) {
+      const mine = this.roundRates[i];
+      const theirs = other.roundRates[i];
+      if (mine !== undefined && theirs !== undefined && theirs > 0) ratios.push(mine / theirs);
+    }
+    return median(ratios);
+  }
+
+  record(ms: number): void {
+    if (this.count === this.latencies.length) {
+      const bigger = new Float64Array(this.latencies.length * 2);
+      bigger.set(this.latencies);
+      this.latencies = bigger;
+    }
+    this.latencies[this.count++] = ms;
+  }
+
+  /** Latency percentile in ms over every measured response, e.g. `percentile(0.99)`. */
+  percentile(q: number): number {
+    if (this.count === 0) return Number.NaN;
+    const sorted = this.latencies.slice(0, this.count).sort();
+    return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+  }
+}
+
+/**
+ * Runs `amount` requests against a target and waits for every response: a run of a fixed count
+ * (not a fixed time) ends with nothing in flight, so the acknowledged count is exact.
+ */
+export function runSlice(
+  target: Target,
+  amount: number,
+  onLatency?: (ms: number) => void,
+  expectedMs = 10_000,
+): Promise<SliceResult> {
+  const total = Math.max(amount, target.connections);
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    let cut = false;
+    let lastAt = 0;
+    const instance = autocannon(
+      {
+        url: target.url,
+        connections: target.connections,
+        pipelining: 1,
+        amount: total,
+        timeout: 20,
+        // autocannon notices the end only on its sampling tick; keep that wait short.
+        sampleInt: 50,
+        requests: target.requests,
+      },
+      (err, result) => {
+        clearTimeout(safety);
+        if (err) {
+          reject(err);
+          return;
+        }
+        const errors = result.errors;
+        resolve({
+          ok: result['2xx'],
+          non2xx: result.non2xx,
+          // Cut short: every request sent but not answered is unknown.
+          errors: cut ? errors + Math.max(0, total - result['2xx'] - result.non2xx) : errors,
+          // Up to the last response, not to autocannon's next tick.
+          ms: (lastAt > started ? lastAt : performance.now()) - started,
+          cut,
+        });
+      },
+    );
+    instance.on('response', (_c, _s, _b, ms) => {
+      lastAt = performance.now();
+      onLatency?.(ms);
+    });
+    // A stalled server must not hang the bench.
+    const safety = setTimeout(
+      () => {
+        cut = true;
+        instance.stop();
+      },
+      expectedMs * 4 + 15_000,
+    );
+  });
+}
+
+/** Options for {@link compare}. */
+export interface CompareOptions {
+  /** Measured seconds per target, split over `rounds` slices. */
+  readonly secondsPerTarget: number;
+  readonly rounds: number;
+  /** Seconds of warm-up per target (JIT, connections, first-touch reads), not measured. */
+  readonly warmupSeconds: number;
+  /** Called after each slice, for progress output. */
+  readonly progress?: (target: Target, slice: SliceResult, round: number) => void;
+}
+
+/**
+ * Warms every target up, then runs `rounds` rounds; each round gives every target one slice,
+ * in an order rotated each round. Slice sizes come from the previous slice's rate, so each lasts
+ * about `secondsPerTarget / rounds`.
+ */
+export async function compare(
+  targets: readonly Target[],
+  options: CompareOptions,
+): Promise<Map<string, Meter>> {
+  const meters = new Map<string, Meter>();
+  const rates = new Map<string, number>();
+  for (const target of targets) {
+    const meter = new Meter();
+    meters.set(target.id, meter);
+    const probe = await runSlice(target, target.connections * 4);
+    add(meter, probe, null);
+    let rate = (probe.ok * 1000) / probe.ms;
+    if (options.warmupSeconds > 0) {
+      const warm = await runSlice(
+        target,
+        Math.round(rate * options.warmupSeconds),
+        undefined,
+        options.warmupSeconds * 1000,
+      );
+      add(meter, warm, null);
+      rate = ((warm.ok + warm.non2xx) * 1000) / warm.ms;
+    }
+    rates.set(target.id, rate);
+  }
+  const sliceSeconds = options.secondsPerTarget / options.rounds;
+  for (let round = 0; round < options.rounds; round++) {
+    for (let i = 0; i < targets.length; i++) {
+      const target = targets[(i + round) % targets.length];
+      if (target === undefined) continue;
+      const meter = meters.get(target.id) as Meter;
+      const rate = rates.get(target.id) ?? 1000;
+      await target.before?.();
+      const slice = await runSlice(
+        target,
+        Math.round(rate * sliceSeconds),
+        (ms) => meter.record(ms),
+        sliceSeconds * 1000,
+      );
+      await target.after?.(slice);
+      add(meter, slice, round);
+      rates.set(target.id, ((slice.ok + slice.non2xx) * 1000) / slice.ms);
+      options.progress?.(target, slice, round);
+    }
+  }
+  return meters;
+}
+
+function add(meter: Meter, slice: SliceResult, round: number | null): void {
+  meter.acknowledged += slice.ok;
+  meter.uncertain += slice.errors;
+  if (round === null) return;
+  meter.ok += slice.ok;
+  meter.non2xx += slice.non2xx;
+  meter.errors += slice.errors;
+  meter.ms += slice.ms;
+  meter.roundRates[round] = (slice.ok * 1000) / slice.ms;
+}
+
+/** Median of the finite values; NaN when there are none. */
+export function median(values: readonly number[]): number {
+  const sorted = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (sorted.length === 0) return Number.NaN;
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}

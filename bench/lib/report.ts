@@ -1,0 +1,196 @@
+/** @module bench/lib/report — the issue's targets judged from results, and the printed table. */
+import type { Results, TargetResult, ThroughputRow } from './results.js';
+
+const MB = 1024 * 1024;
+
+/** The row a headline comparison uses: eventual, accumulate, default log setting. */
+export function headline(
+  rows: readonly ThroughputRow[],
+  store: string,
+  wal: boolean | null,
+  kind: ThroughputRow['kind'] = 'eventual',
+): ThroughputRow | undefined {
+  return rows.find(
+    (r) => r.kind === kind && r.store === store && r.aggregator === 'accumulate' && r.wal === wal,
+  );
+}
+
+/** Judges the issue's targets. `wal` is the default log setting of this build (null: none). */
+export function judgeTargets(r: Omit<Results, 'targets'>, wal: boolean | null): TargetResult[] {
+  const rows = r.throughput;
+  const out: TargetResult[] = [];
+  const sqlite = headline(rows, 'sqlite', wal);
+  const redis = headline(rows, 'redis', wal);
+  const express = rows.find((x) => x.id === 'express-incr');
+  const fastify = rows.find((x) => x.id === 'fastify-incr');
+  const eventual = rows.filter((x) => x.kind === 'eventual' && x.vsCeiling !== null);
+  const span =
+    eventual.length > 0
+      ? ` (all variants ${fmtRatio(Math.min(...eventual.map((x) => x.vsCeiling ?? 0)))}–${fmtRatio(Math.max(...eventual.map((x) => x.vsCeiling ?? 0)))})`
+      : '';
+  out.push({
+    name: 'eventual increments vs ceiling',
+    goal: '≥ 0.90 × ceiling',
+    measured: sqlite
+      ? `${fmtRatio(sqlite.vsCeiling ?? Number.NaN)} (${sqlite.label.replace('eventual · ', '')})${span}`
+      : 'not measured',
+    met: sqlite ? (sqlite.vsCeiling ?? 0) >= 0.9 : null,
+  });
+  for (const [base, factor, ratio] of [
+    [express, 4, redis?.vsExpress ?? Number.NaN],
+    [fastify, 1.5, redis?.vsFastify ?? Number.NaN],
+  ] as const) {
+    out.push({
+      name: `vs ${base?.label.replace('baseline: ', '') ?? 'baseline'}`,
+      goal: `≥ ${factor} ×`,
+      measured: Number.isNaN(ratio) ? 'not measured' : `${fmtRatio(ratio)} (Tally on Redis)`,
+      met: Number.isNaN(ratio) ? null : ratio >= factor,
+    });
+  }
+  const cmds = redis?.commandsPerIncrement;
+  out.push({
+    name: 'Redis commands per increment at saturation',
+    goal: '≤ 0.005',
+    measured:
+      cmds === undefined
+        ? 'not measured'
+        : `${cmds.toFixed(4)} (${(redis?.scriptCallsPerIncrement ?? 0).toFixed(5)} script calls)`,
+    met: cmds === undefined ? null : cmds <= 0.005,
+  });
+  const batch = r.batched.find((b) =>
+    b.id.endsWith(wal === null ? 'accumulate' : wal ? '-wal' : '-nowal'),
+  );
+  out.push({
+    name: 'batched increments on one process',
+    goal: '≥ 1,000,000 /s',
+    measured: batch
+      ? `${fmtInt(batch.incrementsPerSec)} /s (${batch.label.replace('batched · ', '')})`
+      : 'not measured',
+    met: batch ? batch.incrementsPerSec >= 1_000_000 : null,
+  });
+  out.push({
+    name: `RSS with ${r.memory ? fmtInt(r.memory.counters) : '1,000,000'} distinct counters pending`,
+    goal: '< 300 MB',
+    measured: r.memory ? `${(r.memory.rssPendingBytes / MB).toFixed(0)} MB` : 'not measured',
+    met: r.memory ? r.memory.rssPendingBytes < 300 * MB : null,
+  });
+  const conv = r.convergence;
+  out.push({
+    name: 'convergence A → SSE on B, p99',
+    goal: `≤ 2 × flush interval (${conv ? 2 * conv.flushIntervalMs : 200} ms)`,
+    measured: conv
+      ? `${conv.p99Ms.toFixed(0)} ms (p50 ${conv.p50Ms.toFixed(0)} ms)`
+      : 'not measured',
+    met: conv ? conv.missed === 0 && conv.p99Ms <= 2 * conv.flushIntervalMs : null,
+  });
+  return out;
+}
+
+/** The one table the bench prints. */
+export function renderTable(r: Results): string {
+  const lines: string[] = [];
+  const m = r.machine;
+  lines.push(
+    `Tally bench (${r.mode}) — ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}, redis ${m.redis}`,
+  );
+  lines.push(
+    `load: ${r.method.generator}; ${r.method.connections} connections, pipelining 1; ${r.method.secondsPerTarget} s per target in ${r.method.rounds} interleaved rounds; WAL: ${r.wal}`,
+  );
+  lines.push('');
+  lines.push(
+    table(
+      ['single increments', 'req/s', 'p50 ms', 'p99 ms', '× ceiling', 'cmds/inc', 'check'],
+      r.throughput.map((t) => [
+        t.label,
+        fmtInt(t.reqPerSec),
+        t.p50Ms.toFixed(1),
+        t.p99Ms.toFixed(1),
+        t.vsCeiling === null ? '' : fmtRatio(t.vsCeiling),
+        t.commandsPerIncrement === undefined ? '' : t.commandsPerIncrement.toFixed(4),
+        t.check === null ? '' : t.check.ok ? 'ok' : 'MISCOUNT',
+      ]),
+    ),
+  );
+  if (r.batched.length > 0) {
+    lines.push('');
+    lines.push(
+      table(
+        ['batched (1000 per request)', 'increments/s', 'req/s', 'p50 ms', 'p99 ms', 'check'],
+        r.batched.map((b) => [
+          b.label,
+          fmtInt(b.incrementsPerSec),
+          fmtInt(b.requestsPerSec),
+          b.p50Ms.toFixed(1),
+          b.p99Ms.toFixed(1),
+          b.check.ok ? 'ok' : 'MISCOUNT',
+        ]),
+      ),
+    );
+  }
+  lines.push('');
+  const other: string[][] = [];
+  if (r.memory) {
+    const mem = r.memory;
+    other.push([
+      `memory: ${fmtInt(mem.counters)} distinct counters pending (flush ${mem.flushIntervalMs / 1000} s)`,
+      `${(mem.rssPendingBytes / MB).toFixed(0)} MB RSS (idle ${(mem.rssIdleBytes / MB).toFixed(0)} MB); pushed in ${mem.pushSeconds.toFixed(1)} s, drained in ${mem.drainSeconds.toFixed(1)} s; ${mem.check.ok ? 'all stored' : 'MISCOUNT'}`,
+    ]);
+  }
+  if (r.convergence) {
+    const c = r.convergence;
+    other.push([
+      `convergence: ack on A → SSE on B (${c.samples} samples, flush ${c.flushIntervalMs} ms)`,
+      `p50 ${c.p50Ms.toFixed(0)} ms, p99 ${c.p99Ms.toFixed(0)} ms, max ${c.maxMs.toFixed(0)} ms${c.missed > 0 ? `, ${c.missed} MISSED` : ''}`,
+    ]);
+  }
+  if (r.workers) {
+    const [one, all] = r.workers.rows;
+    const speedup =
+      one && all && all !== one ? ` → ${fmtRatio(all.reqPerSec / one.reqPerSec)}` : '';
+    other.push([
+      `workers: eventual · sqlite, 1 vs ${r.workers.cores} (${r.workers.cores} cores, generator included)`,
+      r.workers.rows
+        .map((w) => `${w.workers}: ${fmtInt(w.reqPerSec)} req/s${w.check.ok ? '' : ' MISCOUNT'}`)
+        .join(', ') + speedup,
+    ]);
+  }
+  if (other.length > 0) lines.push(table(['other', 'result'], other));
+  lines.push('');
+  lines.push(
+    table(
+      ['target', 'goal', 'measured', 'met'],
+      r.targets.map((t) => [
+        t.name,
+        t.goal,
+        t.measured,
+        t.met === null ? '–' : t.met ? 'yes' : 'NO',
+      ]),
+    ),
+  );
+  if (r.failures.length > 0) {
+    lines.push('');
+    lines.push('FAILURES:');
+    for (const f of r.failures) lines.push(`  - ${f}`);
+  }
+  return lines.join('\n');
+}
+
+function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) =>
+    Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)),
+  );
+  const fmt = (row: string[]) =>
+    row
+      .map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt)].join('\n');
+}
+
+export function fmtInt(n: number): string {
+  return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a';
+}
+
+export function fmtRatio(n: number): string {
+  return Number.isFinite(n) ? `${n.toFixed(2)}×` : 'n/a';
+}

@@ -1,0 +1,322 @@
+/**
+ * @module bench/sections/throughput — single increments against the ceiling route and the
+ * baselines: every Tally variant (store × aggregator × write-ahead log), strong increments, and
+ * Express/Fastify + one INCRBY per request, all interleaved in one comparison.
+ */
+import type { AutocannonRequest } from 'autocannon';
+import { type BenchContext, walEnv, walLabel } from '../lib/context.js';
+import { storedSum } from '../lib/http.js';
+import { compare, type Meter, type Target } from '../lib/load.js';
+import { type Service, startBaseline, startTally } from '../lib/procs.js';
+import { totals } from '../lib/redis.js';
+import { check, type ThroughputRow } from '../lib/results.js';
+
+const JSON_HEADERS = { 'content-type': 'application/json' };
+const BODY = '{"by":1}';
+
+/** One Tally configuration under test. */
+interface Variant {
+  readonly id: string;
+  readonly store: 'sqlite' | 'redis';
+  readonly aggregator: 'accumulate' | 'queue';
+  readonly wal: boolean | null;
+}
+
+interface Plan {
+  readonly target: Target;
+  readonly row: Omit<
+    ThroughputRow,
+    | 'reqPerSec'
+    | 'p50Ms'
+    | 'p99Ms'
+    | 'requests'
+    | 'non2xx'
+    | 'errors'
+    | 'vsCeiling'
+    | 'check'
+    | 'commandsPerIncrement'
+    | 'scriptCallsPerIncrement'
+    | 'commandsByName'
+    | 'vsExpress'
+    | 'vsFastify'
+  >;
+  /** Reads back what the store holds for this target's counters; absent for the ceiling. */
+  readonly stored?: () => Promise<{ sum: number; count: number; what: string }>;
+  /** Counts Redis commands during its slices. */
+  readonly redis: boolean;
+}
+
+/** Counter names a target cycles through: `<id>.0` … `<id>.<n-1>`. */
+export function incrementRequests(id: string, n: number, query = ''): AutocannonRequest[] {
+  return Array.from({ length: n }, (_, i) => ({
+    method: 'POST',
+    path: `/api/v1/counters/${id}.${i}/increment${query}`,
+    headers: JSON_HEADERS,
+    body: BODY,
+  }));
+}
+
+export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
+  const { settings } = ctx;
+  const walModes: (boolean | null)[] = ctx.walSupported ? [false, true] : [null];
+  // Strong increments and the headline comparisons use the default configuration.
+  const defaultWal = ctx.walSupported ? true : null;
+  const variants: Variant[] = [];
+  for (const store of ['sqlite', 'redis'] as const) {
+    for (const aggregator of ['accumulate', 'queue'] as const) {
+      for (const wal of walModes) {
+        variants.push({ id: `${store}-${aggregator}${walId(wal)}`, store, aggregator, wal });
+      }
+    }
+  }
+
+  const services: Service[] = [];
+  const servers = new Map<string, Service>();
+  try {
+    for (const v of variants) {
+      ctx.log(`starting tally ${v.id}`);
+      const server = await startTally({
+        name: v.id,
+        env: {
+          TALLY_STORE: v.store,
+          TALLY_AGGREGATOR: v.aggregator,
+          TALLY_REDIS_URL: ctx.redis.url,
+          TALLY_REDIS_PREFIX: `bench:${v.id}:`,
+          ...walEnv(ctx, v.wal),
+        },
+        nodeFlags: ctx.nodeFlags(v.id),
+      });
+      services.push(server);
+      servers.set(v.id, server);
+    }
+    ctx.log('starting baselines');
+    const express = await startBaseline('express-incr', ctx.redis.url, 'bench:express:');
+    services.push(express);
+    const fastify = await startBaseline('fastify-incr', ctx.redis.url, 'bench:fastify:');
+    services.push(fastify);
+
+    const n = settings.countersPerTarget;
+    const plans: Plan[] = [];
+    const ceilingHost = servers.get(variants[0]?.id ?? '') as Service;
+    plans.push({
+      target: {
+        id: 'ceiling',
+        label: 'ceiling: POST /api/v1/noop',
+        url: ceilingHost.url,
+        connections: settings.connections,
+        requests: [{ method: 'POST', path: '/api/v1/noop', headers: JSON_HEADERS, body: BODY }],
+      },
+      row: { id: 'ceiling', label: 'ceiling: no-op route (same server)', kind: 'ceiling' },
+      redis: false,
+    });
+    const tallyPlan = (v: Variant, consistency: 'eventual' | 'strong'): Plan => {
+      const server = servers.get(v.id) as Service;
+      const id = `${v.id}-${consistency}`;
+      const query = consistency === 'strong' ? '?consistency=strong' : '';
+      return {
+        target: {
+          id,
+          label: id,
+          url: server.url,
+          connections: settings.connections,
+          requests: incrementRequests(id, n, query),
+        },
+        row: {
+          id,
+          label: `${consistency} · ${v.store} · ${v.aggregator}${walLabel(v.wal)}`,
+          kind: consistency,
+          store: v.store,
+          aggregator: v.aggregator,
+          wal: v.wal,
+        },
+        stored: async () => ({
+          ...(await storedSum(server.url, `${id}.`)),
+          what: `sum of ${n} counters read back through the API after a strong read`,
+        }),
+        redis: v.store === 'redis',
+      };
+    };
+    for (const v of variants) plans.push(tallyPlan(v, 'eventual'));
+    for (const v of variants) if (v.wal === defaultWal) plans.push(tallyPlan(v, 'strong'));
+    for (const [service, label] of [
+      [express, 'baseline: Express 5 + INCRBY per request'],
+      [fastify, 'baseline: Fastify 5 + INCRBY per request (auto-pipelined)'],
+    ] as const) {
+      const id = service.name;
+      const keyPrefix = `bench:${id === 'express-incr' ? 'express' : 'fastify'}:`;
+      plans.push({
+        target: {
+          id,
+          label: id,
+          url: service.url,
+          connections: settings.connections,
+          requests: incrementRequests(id, n),
+        },
+        row: { id, label, kind: 'baseline', store: 'redis' },
+        stored: async () => ({
+          ...(await ctx.probe.sumKeys(`${keyPrefix}${id}.*`)),
+          what: `sum of ${n} Redis keys read directly`,
+        }),
+        redis: true,
+      });
+    }
+
+    // Redis command counts per target, read around each of its slices.
+    const commands = new Map<
+      string,
+      { all: number; scripts: number; increments: number; byCommand: Map<string, number> }
+    >();
+    for (const plan of plans) {
+      if (!plan.redis) continue;
+      const tally = { all: 0, scripts: 0, increments: 0, byCommand: new Map<string, number>() };
+      commands.set(plan.target.id, tally);
+      const flushWaitMs = plan.row.kind === 'baseline' ? 0 : 150;
+      Object.assign(plan.target, {
+        before: () => ctx.probe.resetStats(),
+        after: async (slice: { ok: number }) => {
+          // Let the slice's last batch land so it is counted with the slice that caused it.
+          await sleep(flushWaitMs);
+          const counts = await ctx.probe.commandCounts();
+          for (const [name, calls] of counts) {
+            tally.byCommand.set(name, (tally.byCommand.get(name) ?? 0) + calls);
+          }
+          const t = totals(counts);
+          tally.all += t.all;
+          tally.scripts += t.scripts;
+          tally.increments += slice.ok;
+        },
+      });
+    }
+
+    // Two comparisons: the headline one (what the issue's targets compare) with many short
+    // slices, then every other configuration, each against the ceiling again.
+    const headlineIds = new Set([
+      'ceiling',
+      `sqlite-accumulate${walId(defaultWal)}-eventual`,
+      `redis-accumulate${walId(defaultWal)}-eventual`,
+      'express-incr',
+      'fastify-incr',
+    ]);
+    const ceiling = plans[0] as Plan;
+    const groups = [
+      {
+        name: 'headline',
+        plans: plans.filter((p) => headlineIds.has(p.target.id)),
+        headline: true,
+      },
+      {
+        name: 'variants',
+        plans: [
+          { ...ceiling, target: { ...ceiling.target, id: 'ceiling-variants' } },
+          ...plans.filter((p) => !headlineIds.has(p.target.id)),
+        ],
+        headline: false,
+      },
+    ];
+    const meters = new Map<string, Meter>();
+    const ratios = new Map<
+      string,
+      Partial<Record<'vsCeiling' | 'vsExpress' | 'vsFastify', number>>
+    >();
+    for (const group of groups) {
+      const seconds = group.headline ? settings.headlineSeconds : settings.variantSeconds;
+      const rounds = group.headline ? settings.headlineRounds : settings.variantRounds;
+      ctx.log(
+        `throughput (${group.name}): ${group.plans.length} targets × ${seconds} s in ${rounds} interleaved rounds`,
+      );
+      const found = await compare(
+        group.plans.map((p) => p.target),
+        {
+          secondsPerTarget: seconds,
+          rounds,
+          warmupSeconds: settings.warmupSeconds,
+          progress: (t, s, round) => {
+            if (!ctx.verbose) return;
+            ctx.log(
+              `  r${round + 1} ${t.id.padEnd(34)} ${Math.round((s.ok * 1000) / s.ms)
+                .toString()
+                .padStart(
+                  7,
+                )} req/s${s.non2xx + s.errors > 0 ? `  (${s.non2xx} non-2xx, ${s.errors} errors)` : ''}`,
+            );
+          },
+        },
+      );
+      const ref = found.get(group.headline ? 'ceiling' : 'ceiling-variants') as Meter;
+      const express = found.get('express-incr');
+      const fastify = found.get('fastify-incr');
+      for (const [id, meter] of found) {
+        if (id === 'ceiling-variants') continue;
+        meters.set(id, meter);
+        ratios.set(id, {
+          vsCeiling: meter.ratioTo(ref),
+          ...(express && id !== 'express-incr' ? { vsExpress: meter.ratioTo(express) } : {}),
+          ...(fastify && id !== 'fastify-incr' ? { vsFastify: meter.ratioTo(fastify) } : {}),
+        });
+      }
+    }
+
+    const rows: ThroughputRow[] = [];
+    for (const plan of plans) {
+      const meter = meters.get(plan.target.id);
+      if (meter === undefined) continue;
+      let result = null;
+      if (plan.stored) {
+        const stored = await plan.stored();
+        result = check(stored.what, meter.acknowledged, stored.sum, meter.uncertain);
+        if (!result.ok) {
+          ctx.fail(
+            `${plan.row.label}: stored ${stored.sum}, acknowledged ${meter.acknowledged}` +
+              (meter.uncertain > 0 ? ` (+${meter.uncertain} uncertain)` : ''),
+          );
+        }
+      }
+      const cmd = commands.get(plan.target.id);
+      rows.push({
+        ...plan.row,
+        reqPerSec: meter.rate,
+        p50Ms: meter.percentile(0.5),
+        p99Ms: meter.percentile(0.99),
+        requests: meter.ok + meter.non2xx,
+        non2xx: meter.non2xx,
+        errors: meter.errors,
+        vsCeiling: ratios.get(plan.target.id)?.vsCeiling ?? null,
+        ...(ratios.get(plan.target.id)?.vsExpress === undefined
+          ? {}
+          : { vsExpress: ratios.get(plan.target.id)?.vsExpress }),
+        ...(ratios.get(plan.target.id)?.vsFastify === undefined
+          ? {}
+          : { vsFastify: ratios.get(plan.target.id)?.vsFastify }),
+        ...(cmd && cmd.increments > 0
+          ? {
+              commandsPerIncrement: cmd.all / cmd.increments,
+              scriptCallsPerIncrement: cmd.scripts / cmd.increments,
+              commandsByName: Object.fromEntries(
+                [...cmd.byCommand].sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, v]),
+              ),
+            }
+          : {}),
+        check: result,
+      });
+    }
+    // A server that logged errors or did not stop cleanly is a failure even if the sums match.
+    for (const service of services) {
+      const code = await service.stop('SIGTERM');
+      if (code !== 0) ctx.fail(`${service.name} exited with ${code} after SIGTERM`);
+      if (/"level":(50|60)/.test(service.output())) {
+        ctx.fail(`${service.name} logged errors:\n${service.output().slice(-2000)}`);
+      }
+    }
+    return rows;
+  } finally {
+    await Promise.all(services.map((s) => s.stop()));
+  }
+}
+
+function walId(wal: boolean | null): string {
+  return wal === null ? '' : wal ? '-wal' : '-nowal';
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

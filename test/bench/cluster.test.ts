@@ -1,0 +1,200 @@
+// `tally serve --workers N`: real processes sharing one port, exact counts, live values across
+// workers, signal forwarding, crash restart, and the memory-store guard.
+import { spawnSync } from 'node:child_process';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type ServerProcess, startServer } from '../helpers/server-process.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function start(env: Record<string, string>): { dir: string; server: Promise<ServerProcess> } {
+  const dir = tempDir('tally-cluster');
+  const server = startServer({
+    TALLY_STORE: 'sqlite',
+    TALLY_DATA_DIR: join(dir.path, 'data'),
+    TALLY_SQLITE_PATH: join(dir.path, 'tally.db'),
+    TALLY_LOG_DIR: join(dir.path, 'log'),
+    ...env,
+  });
+  cleanups.push(() => dir.remove());
+  cleanups.push(async () => (await server.catch(() => undefined))?.stop('SIGKILL'));
+  // Workers outlive a SIGKILLed primary only until they notice; kill any left over too.
+  cleanups.push(async () => {
+    const s = await server.catch(() => undefined);
+    for (const pid of s?.child.pid ? childrenOf(s.child.pid) : []) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {}
+    }
+  });
+  return { dir: dir.path, server };
+}
+
+function childrenOf(pid: number): number[] {
+  const ps = spawnSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' });
+  return ps.stdout
+    .split('\n')
+    .map((s) => Number(s.trim()))
+    .filter((n) => n > 0);
+}
+
+async function post(url: string): Promise<number> {
+  // A fresh connection per request: the primary hands connections to workers round-robin.
+  const res = await fetch(url, { method: 'POST', headers: { connection: 'close' } });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+/** Sends `total` increments over fresh connections, `parallel` at a time; returns 2xx count. */
+async function increments(base: string, name: string, total: number, parallel = 8) {
+  let sent = 0;
+  let ok = 0;
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (sent < total) {
+        sent++;
+        const status = await post(`${base}/api/v1/counters/${name}/increment`);
+        if (status === 202) ok++;
+      }
+    }),
+  );
+  return ok;
+}
+
+function storedRows(file: string): { values: Map<string, number>; instances: string[] } {
+  const db = new Database(file, { readonly: true });
+  const rows = db.prepare('SELECT name, value FROM counters').all() as {
+    name: string;
+    value: number;
+  }[];
+  const instances = (
+    db.prepare('SELECT instance_id FROM batches ORDER BY instance_id').all() as {
+      instance_id: string;
+    }[]
+  ).map((r) => r.instance_id);
+  db.close();
+  return { values: new Map(rows.map((r) => [r.name, r.value])), instances };
+}
+
+/** Values of an SSE stream until `done(value)` is true or the timeout passes. */
+function watch(url: string, done: (value: number) => boolean, timeoutMs: number) {
+  return new Promise<number[]>((resolve, reject) => {
+    const seen: number[] = [];
+    const req = request(url, (res) => {
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        buf += chunk;
+        const complete = buf.slice(0, buf.lastIndexOf('\n') + 1);
+        buf = buf.slice(complete.length);
+        for (const m of complete.matchAll(/^data: (.*)$/gm)) {
+          const value = (JSON.parse(m[1] ?? '{}') as { value: number }).value;
+          seen.push(value);
+          if (done(value)) {
+            clearTimeout(timer);
+            req.destroy();
+            resolve(seen);
+          }
+        }
+      });
+    });
+    const timer = setTimeout(() => {
+      req.destroy();
+      resolve(seen);
+    }, timeoutMs);
+    req.on('error', (err) => {
+      if (!req.destroyed) reject(err);
+    });
+    req.end();
+  });
+}
+
+describe('tally serve --workers', () => {
+  it('runs N workers on one port, counts exactly across them and drains all on SIGTERM', async () => {
+    const { dir, server: starting } = start({ TALLY_WORKERS: '2' });
+    const server = await starting;
+    expect(server.output().match(/Tally listening on/g)).toHaveLength(1);
+    expect(server.output()).toContain('(2 workers)');
+    const primary = server.child.pid as number;
+    expect(childrenOf(primary)).toHaveLength(2);
+
+    const ok = await increments(server.url, 'clicks', 400);
+    expect(ok).toBe(400);
+    expect(await server.stop('SIGTERM')).toBe(0);
+    expect(childrenOf(primary)).toHaveLength(0);
+
+    const { values, instances } = storedRows(join(dir, 'tally.db'));
+    expect(values.get('clicks')).toBe(400);
+    // Both workers flushed, each under its own batch sequence.
+    expect(instances).toHaveLength(2);
+    expect(instances[0]).toMatch(/-w1$/);
+    expect(instances[1]).toMatch(/-w2$/);
+  });
+
+  it('delivers values flushed by one worker to live streams on the other', async () => {
+    const { server: starting } = start({ TALLY_WORKERS: '2', TALLY_FLUSH_INTERVAL_MS: '50' });
+    const server = await starting;
+    // Two streams on two connections: round-robin puts them on different workers.
+    const streams = [1, 2].map(() =>
+      watch(`${server.url}/api/v1/counters/live/events`, (v) => v === 300, 10_000),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await increments(server.url, 'live', 300)).toBe(300);
+    for (const seen of await Promise.all(streams)) {
+      expect(seen.at(-1)).toBe(300);
+      // Never a value going backwards.
+      expect([...seen].sort((a, b) => a - b)).toEqual(seen);
+    }
+  });
+
+  it('restarts a worker that crashes and keeps serving', async () => {
+    const { server: starting } = start({ TALLY_WORKERS: '2' });
+    const server = await starting;
+    const primary = server.child.pid as number;
+    const [victim] = childrenOf(primary);
+    process.kill(victim as number, 'SIGKILL');
+    const deadline = Date.now() + 10_000;
+    let now = childrenOf(primary);
+    while ((now.length < 2 || now.includes(victim as number)) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      now = childrenOf(primary);
+    }
+    expect(now).toHaveLength(2);
+    expect(now).not.toContain(victim);
+    expect(server.output()).toMatch(/worker \d exited \(SIGKILL\); restarting it/);
+    expect(await increments(server.url, 'after-crash', 50)).toBe(50);
+    expect(await server.stop('SIGTERM')).toBe(0);
+  });
+
+  it('stops with an error when workers cannot listen', async () => {
+    const first = await start({ TALLY_WORKERS: '1' }).server;
+    const port = new URL(first.url).port;
+    const { server } = start({ TALLY_WORKERS: '2', TALLY_PORT: port });
+    await expect(server).rejects.toThrow(/server exited with 1[\s\S]*exited before listening/);
+  });
+
+  it('runs one process for the memory store, with a warning', async () => {
+    const { server: starting } = start({ TALLY_WORKERS: '2', TALLY_STORE: 'memory' });
+    const server = await starting;
+    expect(server.output()).toContain('running 1 worker instead of 2');
+    expect(childrenOf(server.child.pid as number)).toHaveLength(0);
+    expect(await increments(server.url, 'm', 20)).toBe(20);
+    const res = await fetch(`${server.url}/api/v1/counters/m`);
+    expect(((await res.json()) as { value: number }).value).toBe(20);
+  });
+
+  it('TALLY_WORKERS=0 runs one worker per core', async () => {
+    const { availableParallelism } = await import('node:os');
+    const cores = availableParallelism();
+    const { server: starting } = start({ TALLY_WORKERS: '0' });
+    const server = await starting;
+    expect(childrenOf(server.child.pid as number)).toHaveLength(cores > 1 ? cores : 0);
+    expect(await server.stop('SIGTERM')).toBe(0);
+  });
+});
