@@ -115,7 +115,8 @@ function renderPage(items, next) {
   rowsEl.replaceChildren(...rows);
   emptyEl.hidden = items.length > 0;
   const page = cursors.length;
-  pageEl.textContent = `Page ${page}${items.length > 0 ? ` · ${items.length} counters` : ''}`;
+  const count = items.length === 1 ? '1 counter' : `${items.length} counters`;
+  pageEl.textContent = `Page ${page}${items.length > 0 ? ` · ${count}` : ''}`;
   prevButton.disabled = page <= 1;
   nextButton.disabled = nextCursor === null;
 }
