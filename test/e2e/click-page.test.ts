@@ -271,6 +271,32 @@ describe('the click page', () => {
     expectNonDecreasing(await seen());
   });
 
+  it('keeps unsent clicks across a reload and still counts them once', async () => {
+    const name = uniqueName('reload');
+    const { page } = await openPage(`/c/${name}`);
+    await waitForLive(page);
+    let attempts = 0;
+    // The first request is counted but its answer is lost; every later one fails on the way out.
+    await page.route('**/increment', async (route) => {
+      attempts++;
+      if (attempts === 1) await route.fetch();
+      await route.abort('connectionrefused');
+    });
+    for (let i = 0; i < 3; i++) await page.locator('#click').click();
+    await expect.poll(() => attempts, { timeout: 5000 }).toBeGreaterThanOrEqual(3);
+    expect(await page.locator('#counter').getAttribute('data-unsent')).toBe('3');
+    expect(await apiValue(name)).toBe(1);
+
+    // Back online, the user reloads: the saved outbox is sent again under its original keys.
+    await page.unroute('**/increment');
+    await page.reload();
+    await waitForLive(page);
+    await waitForSettled(page, 3);
+    expect(await apiValue(name)).toBe(3);
+    await page.waitForTimeout(300);
+    expect(await apiValue(name)).toBe(3);
+  });
+
   it('shows that it is reconnecting while the server is down and sends the clicks made meanwhile exactly once', async () => {
     const port = await freePort();
     const env = serverEnv('restart', port);
