@@ -64,6 +64,7 @@ declare module 'autocannon' {
     options: AutocannonOptions,
     callback: (err: Error | null, result: AutocannonResult) => void,
   ): Instance;
+  function autocannon(options: AutocannonOptions): Promise<AutocannonResult>;
 
   export default autocannon;
   export type { AutocannonOptions, AutocannonRequest, AutocannonResult, Instance };

@@ -182,15 +182,18 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   }
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const s = summarize(profile, Number(values.top));
-  const pct = (x: number) => `${(x * 100).toFixed(1).padStart(5)}%`;
+  // Shares of busy time: a server that waited for load between slices is mostly idle.
+  const pct = (x: number) => `${((x / s.busy) * 100).toFixed(1).padStart(5)}%`;
   const out = [
-    `${file}: ${(s.durationMs / 1000).toFixed(1)} s, ${s.samples} samples, ${pct(s.busy)} busy`,
+    `${file}: ${(s.durationMs / 1000).toFixed(1)} s, ${s.samples} samples, ${(s.busy * 100).toFixed(1)}% busy; shares below are of busy time`,
     '',
     'self time by area:',
-    ...s.areas.map((a) => `  ${pct(a.self)}  ${a.area}`),
+    ...s.areas.filter((a) => a.area !== 'idle').map((a) => `  ${pct(a.self)}  ${a.area}`),
     '',
     'top functions by self time:',
-    ...s.functions.map((f) => `  ${pct(f.self)}  ${f.name}  ${f.where}`),
+    ...s.functions
+      .filter((f) => f.area !== 'idle')
+      .map((f) => `  ${pct(f.self)}  ${f.name}  ${f.where}`),
   ];
   process.stdout.write(`${out.join('\n')}\n`);
   if (values.svg !== undefined) {

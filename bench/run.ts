@@ -1,11 +1,11 @@
 /**
- * @module bench/run — `npm run bench [-- --quick] [--only a,b] [--publish] [--profile] [--verbose]`:
+ * @module bench/run — `npm run bench [-- --quick] [--only a,b] [--publish] [--profile] [--main f]`:
  * starts its own redis-server, Tally processes and baselines on loopback, loads them with
  * autocannon, checks every count, prints one table and writes bench/results/latest.json + chart.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, platform, release, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { renderChart } from './chart.js';
 import { type BenchContext, FULL, QUICK } from './lib/context.js';
@@ -30,6 +30,7 @@ const { values: flags } = parseArgs({
     profile: { type: 'boolean', default: false },
     strict: { type: 'boolean', default: false },
     verbose: { type: 'boolean', default: false },
+    main: { type: 'string' },
   },
 });
 
@@ -87,8 +88,12 @@ const ctx: BenchContext = {
   redis: redisServer,
   probe,
   verbose: flags.verbose ?? false,
-  nodeFlags: (name) =>
-    flags.profile ? ['--cpu-prof', '--cpu-prof-dir', join(resultsDir, 'profiles', name)] : [],
+  spawn: (name) => ({
+    nodeFlags: flags.profile
+      ? ['--cpu-prof', '--cpu-prof-dir', join(resultsDir, 'profiles', name)]
+      : [],
+    ...(flags.main ? { main: resolve(flags.main) } : {}),
+  }),
   log,
   fail: (message) => {
     failures.push(message);

@@ -51,7 +51,9 @@ export const QUICK: Settings = {
   variantSeconds: 1,
   variantRounds: 2,
   warmupSeconds: 0.3,
-  memoryCounters: 1_000_000,
+  // A million takes a minute to drain until the aggregator's known-value eviction is fixed
+  // (docs/benchmarks.md); 200,000 stays within its default 200,000 known values.
+  memoryCounters: 200_000,
   convergenceSamples: 30,
 };
 
@@ -62,8 +64,8 @@ export interface BenchContext {
   /** The bench's own redis-server. */
   readonly redis: Service;
   readonly probe: RedisProbe;
-  /** Node flags for Tally processes (e.g. --cpu-prof when profiling). */
-  nodeFlags(name: string): string[];
+  /** How to run a Tally process: node flags (--cpu-prof when profiling), entry point (--main). */
+  spawn(name: string): { nodeFlags: string[]; main?: string };
   /** Print every slice's rate (--verbose). */
   readonly verbose: boolean;
   /** A progress line on stderr. */

@@ -3,6 +3,7 @@
  * every target runs in short slices, the slices of all targets interleaved round by round, so a
  * machine that slows down mid-run slows every target alike.
  */
+import { readFileSync } from 'node:fs';
 import autocannon, { type AutocannonRequest } from 'autocannon';
 
 /** Something to load: one route of one server. */
@@ -16,6 +17,8 @@ export interface Target {
   readonly requests: AutocannonRequest[];
   /** Concurrent connections (pipelining is always 1). */
   readonly connections: number;
+  /** Processes whose CPU time is measured during slices, by label (e.g. server, redis). */
+  readonly processes?: Readonly<Record<string, number>>;
   /** Runs right before each measured slice (e.g. reset Redis command stats). */
   before?(): Promise<void>;
   /** Runs right after each measured slice, with its result. */
@@ -33,6 +36,8 @@ export interface SliceResult {
   readonly ms: number;
   /** True when the safety stop cut the slice short (in-flight requests then are unknown). */
   readonly cut: boolean;
+  /** CPU seconds used during the slice: `generator` (this process) and each of `processes`. */
+  readonly cpuSeconds: Readonly<Record<string, number>>;
 }
 
 /** Everything measured for one target: slices added up, every response time kept. */
@@ -46,6 +51,8 @@ export class Meter {
   /** Requests whose fate is unknown (errors, or in flight when a slice was cut). */
   uncertain = 0;
   ms = 0;
+  /** CPU seconds over the measured slices, by process label (`generator`, `server`, …). */
+  readonly cpuSeconds: Record<string, number> = {};
   /** Acknowledged requests per second of each measured slice, by round. */
   readonly roundRates: number[] = [];
   private latencies = new Float64Array(1 << 16);
@@ -57,6 +64,15 @@ export class Meter {
    */
   get rate(): number {
     return median(this.roundRates);
+  }
+
+  /** Mean cores each measured process kept busy during the slices. */
+  coresUsed(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [label, seconds] of Object.entries(this.cpuSeconds)) {
+      out[label] = this.ms === 0 ? 0 : seconds / (this.ms / 1000);
+    }
+    return out;
   }
 
   /**
@@ -101,6 +117,7 @@ export function runSlice(
   expectedMs = 10_000,
 ): Promise<SliceResult> {
   const total = Math.max(amount, target.connections);
+  const cpuBefore = cpuSnapshot(target);
   const started = performance.now();
   return new Promise((resolve, reject) => {
     let cut = false;
@@ -123,7 +140,13 @@ export function runSlice(
           return;
         }
         const errors = result.errors;
+        const cpuAfter = cpuSnapshot(target);
+        const cpuSeconds: Record<string, number> = {};
+        for (const [label, seconds] of Object.entries(cpuAfter)) {
+          cpuSeconds[label] = seconds - (cpuBefore[label] ?? 0);
+        }
         resolve({
+          cpuSeconds,
           ok: result['2xx'],
           non2xx: result.non2xx,
           // Cut short: every request sent but not answered is unknown.
@@ -148,6 +171,32 @@ export function runSlice(
     );
   });
 }
+
+/** CPU seconds so far of this process (`generator`) and of the target's processes. */
+function cpuSnapshot(target: Target): Record<string, number> {
+  const own = process.cpuUsage();
+  const out: Record<string, number> = { generator: (own.user + own.system) / 1e6 };
+  for (const [label, pid] of Object.entries(target.processes ?? {})) {
+    const seconds = processCpuSeconds(pid);
+    if (seconds !== undefined) out[label] = seconds;
+  }
+  return out;
+}
+
+/** utime + stime of a process from /proc (Linux, clock ticks of 10 ms); undefined elsewhere. */
+export function processCpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which may contain spaces, start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+
+/** sysconf(_SC_CLK_TCK) on every Linux build Node supports. */
+const CLOCK_TICKS = 100;
 
 /** Options for {@link compare}. */
 export interface CompareOptions {
@@ -220,6 +269,9 @@ function add(meter: Meter, slice: SliceResult, round: number | null): void {
   meter.non2xx += slice.non2xx;
   meter.errors += slice.errors;
   meter.ms += slice.ms;
+  for (const [label, seconds] of Object.entries(slice.cpuSeconds)) {
+    meter.cpuSeconds[label] = (meter.cpuSeconds[label] ?? 0) + seconds;
+  }
   meter.roundRates[round] = (slice.ok * 1000) / slice.ms;
 }
 

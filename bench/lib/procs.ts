@@ -125,6 +125,19 @@ async function spawnService(options: SpawnOptions): Promise<Service> {
   };
 }
 
+/** Child pids of a process (Linux /proc); empty elsewhere. */
+export function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter((s) => s !== '')
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
 /** VmRSS (or VmHWM, the peak) of a process in bytes (Linux /proc), or undefined. */
 export function rssOf(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number | undefined {
   try {
@@ -144,6 +157,8 @@ export interface TallyOptions {
   readonly env?: Record<string, string>;
   /** Extra node flags, e.g. --cpu-prof. */
   readonly nodeFlags?: readonly string[];
+  /** Entry point to run, for A/B runs of a patched build. @default <repo>/dist/main.js */
+  readonly main?: string;
 }
 
 /** Starts `node dist/main.js serve` on a free loopback port with its own data directory. */
@@ -153,7 +168,7 @@ export async function startTally(options: TallyOptions): Promise<Service> {
   return spawnService({
     name: options.name,
     command: process.execPath,
-    args: [...(options.nodeFlags ?? []), join(ROOT, 'dist/main.js'), 'serve'],
+    args: [...(options.nodeFlags ?? []), options.main ?? join(ROOT, 'dist/main.js'), 'serve'],
     env: {
       TALLY_HOST: '127.0.0.1',
       TALLY_DATA_DIR: join(dir, 'data'),

@@ -44,6 +44,12 @@ export interface ThroughputRow {
   readonly scriptCallsPerIncrement?: number;
   /** Redis calls per command over the measured slices (from INFO commandstats). */
   readonly commandsByName?: Record<string, number>;
+  /**
+   * Mean cores busy during the measured slices: `generator` (autocannon, in the bench process),
+   * `server`, and `redis` where used. A generator near 1.0 means the load, not the server, capped
+   * the rate.
+   */
+  readonly coresUsed: Readonly<Record<string, number>>;
   readonly check: Check | null;
 }
 
@@ -55,6 +61,7 @@ export interface BatchedRow {
   readonly itemsPerRequest: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
+  readonly coresUsed: Readonly<Record<string, number>>;
   readonly check: Check;
 }
 
@@ -86,6 +93,8 @@ export interface WorkersRow {
   readonly reqPerSec: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
+  /** `server` is the primary and its workers together. */
+  readonly coresUsed: Readonly<Record<string, number>>;
   readonly check: Check;
 }
 

@@ -21,7 +21,7 @@ export async function batched(ctx: BenchContext): Promise<BatchedRow[]> {
       const server = await startTally({
         name: id,
         env: { TALLY_STORE: 'sqlite', TALLY_AGGREGATOR: 'accumulate', ...walEnv(ctx, wal) },
-        nodeFlags: ctx.nodeFlags(id),
+        ...ctx.spawn(id),
       });
       services.push(server);
       // One set of distinct counters per request, as a client that pre-aggregates would send.
@@ -34,6 +34,7 @@ export async function batched(ctx: BenchContext): Promise<BatchedRow[]> {
           label: id,
           url: server.url,
           connections: CONNECTIONS,
+          processes: { server: server.pid },
           requests: [
             {
               method: 'POST',
@@ -83,6 +84,7 @@ export async function batched(ctx: BenchContext): Promise<BatchedRow[]> {
         itemsPerRequest: ITEMS,
         p50Ms: meter.percentile(0.5),
         p99Ms: meter.percentile(0.99),
+        coresUsed: meter.coresUsed(),
         check: result,
       });
     }

@@ -86,7 +86,7 @@ export async function convergence(ctx: BenchContext): Promise<ConvergenceResult>
             TALLY_FLUSH_INTERVAL_MS: String(FLUSH_INTERVAL_MS),
             ...walEnv(ctx, true),
           },
-          nodeFlags: ctx.nodeFlags(name),
+          ...ctx.spawn(name),
         }),
       );
     }

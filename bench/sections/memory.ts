@@ -31,7 +31,7 @@ export async function memory(ctx: BenchContext): Promise<MemoryResult> {
       TALLY_MAX_PENDING: String(Math.ceil(total * 1.1)),
       TALLY_DRAIN_TIMEOUT_MS: '120000',
     },
-    nodeFlags: ctx.nodeFlags(name),
+    ...ctx.spawn(name),
   });
   let stopped = false;
   try {

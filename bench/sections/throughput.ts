@@ -39,6 +39,7 @@ interface Plan {
     | 'commandsByName'
     | 'vsExpress'
     | 'vsFastify'
+    | 'coresUsed'
   >;
   /** Reads back what the store holds for this target's counters; absent for the ceiling. */
   readonly stored?: () => Promise<{ sum: number; count: number; what: string }>;
@@ -84,7 +85,7 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
           TALLY_REDIS_PREFIX: `bench:${v.id}:`,
           ...walEnv(ctx, v.wal),
         },
-        nodeFlags: ctx.nodeFlags(v.id),
+        ...ctx.spawn(v.id),
       });
       services.push(server);
       servers.set(v.id, server);
@@ -104,6 +105,7 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
         label: 'ceiling: POST /api/v1/noop',
         url: ceilingHost.url,
         connections: settings.connections,
+        processes: { server: ceilingHost.pid },
         requests: [{ method: 'POST', path: '/api/v1/noop', headers: JSON_HEADERS, body: BODY }],
       },
       row: { id: 'ceiling', label: 'ceiling: no-op route (same server)', kind: 'ceiling' },
@@ -119,6 +121,10 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
           label: id,
           url: server.url,
           connections: settings.connections,
+          processes:
+            v.store === 'redis'
+              ? { server: server.pid, redis: ctx.redis.pid }
+              : { server: server.pid },
           requests: incrementRequests(id, n, query),
         },
         row: {
@@ -150,6 +156,7 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
           label: id,
           url: service.url,
           connections: settings.connections,
+          processes: { server: service.pid, redis: ctx.redis.pid },
           requests: incrementRequests(id, n),
         },
         row: { id, label, kind: 'baseline', store: 'redis' },
@@ -296,6 +303,7 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
               ),
             }
           : {}),
+        coresUsed: meter.coresUsed(),
         check: result,
       });
     }

@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import Database from 'better-sqlite3';
 import type { BenchContext } from '../lib/context.js';
 import { compare, type Target } from '../lib/load.js';
-import { type Service, sqlitePathOf, startTally } from '../lib/procs.js';
+import { childrenOf, type Service, sqlitePathOf, startTally } from '../lib/procs.js';
 import { check, type WorkersRow } from '../lib/results.js';
 import { incrementRequests } from './throughput.js';
 
@@ -27,7 +27,7 @@ export async function workers(ctx: BenchContext): Promise<{ cores: number; rows:
           TALLY_AGGREGATOR: 'accumulate',
           TALLY_WORKERS: String(count),
         },
-        nodeFlags: ctx.nodeFlags(id),
+        ...ctx.spawn(id),
       });
       services.push(server);
       running.add(server);
@@ -36,6 +36,12 @@ export async function workers(ctx: BenchContext): Promise<{ cores: number; rows:
         label: id,
         url: server.url,
         connections: ctx.settings.connections,
+        processes: Object.fromEntries(
+          [server.pid, ...childrenOf(server.pid)].map((pid, i) => [
+            i === 0 ? 'server' : `worker${i}`,
+            pid,
+          ]),
+        ),
         requests: incrementRequests(id, ctx.settings.countersPerTarget),
       });
     }
@@ -80,6 +86,7 @@ export async function workers(ctx: BenchContext): Promise<{ cores: number; rows:
         reqPerSec: meter.rate,
         p50Ms: meter.percentile(0.5),
         p99Ms: meter.percentile(0.99),
+        coresUsed: serverCores(meter.coresUsed()),
         check: result,
       });
     }
@@ -87,4 +94,13 @@ export async function workers(ctx: BenchContext): Promise<{ cores: number; rows:
   } finally {
     await Promise.all([...running].map((s) => s.stop()));
   }
+}
+
+/** Folds the primary's and workers' CPU into one `server` figure. */
+function serverCores(cores: Record<string, number>): Record<string, number> {
+  let server = 0;
+  for (const [label, used] of Object.entries(cores)) {
+    if (label === 'server' || label.startsWith('worker')) server += used;
+  }
+  return { generator: cores.generator ?? 0, server };
 }
