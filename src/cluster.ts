@@ -67,6 +67,7 @@ function runPrimary(config: Config, count: number): void {
     worker.on('message', (msg: ClusterMessage) => {
       if (msg?.tally === 'ready') {
         urls.set(index, msg.url);
+        if (announced) process.stderr.write(`tally: worker ${index} is listening again\n`);
         if (!announced && urls.size === count) {
           announced = true;
           process.stdout.write(`Tally listening on ${msg.url} (${count} workers)\n`);
@@ -77,9 +78,10 @@ function runPrimary(config: Config, count: number): void {
     });
     worker.on('exit', (code, signal) => {
       if (byIndex.get(index) === worker) byIndex.delete(index);
-      urls.delete(index);
+      const wasReady = urls.delete(index);
       if (stopping) {
-        if (code !== 0) failed = true;
+        // One still starting had acknowledged nothing; our signal may beat its handlers.
+        if (code !== 0 && wasReady) failed = true;
         if (byIndex.size === 0) process.exit(failed ? 1 : 0);
         return;
       }

@@ -160,14 +160,14 @@ describe('tally serve --workers', () => {
     const [victim] = childrenOf(primary);
     process.kill(victim as number, 'SIGKILL');
     const deadline = Date.now() + 10_000;
-    let now = childrenOf(primary);
-    while ((now.length < 2 || now.includes(victim as number)) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 100));
-      now = childrenOf(primary);
+    while (!/worker \d is listening again/.test(server.output()) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
     }
+    expect(server.output()).toMatch(/worker \d exited \(SIGKILL\); restarting it/);
+    expect(server.output()).toMatch(/worker \d is listening again/);
+    const now = childrenOf(primary);
     expect(now).toHaveLength(2);
     expect(now).not.toContain(victim);
-    expect(server.output()).toMatch(/worker \d exited \(SIGKILL\); restarting it/);
     expect(await increments(server.url, 'after-crash', 50)).toBe(50);
     expect(await server.stop('SIGTERM')).toBe(0);
   });
