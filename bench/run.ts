@@ -1,5 +1,5 @@
 /**
- * @module bench/run — `npm run bench [-- --quick] [--only a,b] [--publish] [--profile] [--main f]`:
+ * @module bench/run — `npm run bench [-- --quick] [--only a,b] [--publish] [--profile] [--out d]`:
  * starts its own redis-server, Tally processes and baselines on loopback, loads them with
  * autocannon, checks every count, prints one table and writes bench/results/latest.json + chart.
  */
@@ -31,6 +31,7 @@ const { values: flags } = parseArgs({
     strict: { type: 'boolean', default: false },
     verbose: { type: 'boolean', default: false },
     main: { type: 'string' },
+    out: { type: 'string' },
   },
 });
 
@@ -72,7 +73,7 @@ const settings = flags.quick ? QUICK : FULL;
 const started = performance.now();
 const loadAtStart = loadavg();
 const startedAt = new Date().toISOString();
-const resultsDir = join(ROOT, 'bench/results');
+const resultsDir = flags.out ? resolve(flags.out) : join(ROOT, 'bench/results');
 mkdirSync(resultsDir, { recursive: true });
 const failures: string[] = [];
 const log = (line: string) => {
@@ -165,7 +166,7 @@ const json = `${JSON.stringify(results, null, 2)}\n`;
 writeFileSync(join(resultsDir, 'latest.json'), json);
 writeFileSync(join(resultsDir, 'chart.svg'), renderChart(results));
 process.stdout.write(
-  `\nwrote bench/results/latest.json and bench/results/chart.svg (${results.wallSeconds.toFixed(0)} s)\n`,
+  `\nwrote ${join(resultsDir, 'latest.json')} and chart.svg (${results.wallSeconds.toFixed(0)} s)\n`,
 );
 if (flags.publish) {
   if (settings.quick || only.size !== SECTIONS.length) {
