@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { fmtInt, fmtRatio } from './lib/report.js';
 import type { Results, ThroughputRow } from './lib/results.js';
 
-const WIDTH = 860;
-const LABEL_W = 330;
+const WIDTH = 1000;
+const LABEL_W = 400;
 const BAR_H = 20;
 const GAP = 6;
 const COLORS: Record<ThroughputRow['kind'], string> = {
@@ -16,6 +16,7 @@ const COLORS: Record<ThroughputRow['kind'], string> = {
   eventual: '#1a73e8',
   strong: '#7baaf7',
   baseline: '#e8710a',
+  reference: '#d5d5d5',
 };
 
 /** The SVG for one results file: single-increment req/s per route, and batched increments/s. */
@@ -75,7 +76,7 @@ export function renderChart(r: Results): string {
 }
 
 function order(t: ThroughputRow): number {
-  return { ceiling: 0, eventual: 1, baseline: 2, strong: 3 }[t.kind];
+  return { reference: 0, ceiling: 1, eventual: 2, baseline: 3, strong: 4 }[t.kind];
 }
 
 function esc(s: string): string {

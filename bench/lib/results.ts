@@ -16,7 +16,8 @@ export interface Check {
 export interface ThroughputRow {
   readonly id: string;
   readonly label: string;
-  readonly kind: 'ceiling' | 'eventual' | 'strong' | 'baseline';
+  /** `reference`: a bare framework route, the most any server on that framework can do. */
+  readonly kind: 'ceiling' | 'eventual' | 'strong' | 'baseline' | 'reference';
   readonly store?: string;
   readonly aggregator?: string;
   /** Write-ahead log on or off; null when this build has no log. */

@@ -168,6 +168,24 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
       });
     }
 
+    // What Fastify alone does on this machine: bounds any Fastify-based server, Tally included.
+    plans.push({
+      target: {
+        id: 'fastify-noop',
+        label: 'fastify-noop',
+        url: fastify.url,
+        connections: settings.connections,
+        processes: { server: fastify.pid },
+        requests: [{ method: 'POST', path: '/api/v1/noop', headers: JSON_HEADERS, body: BODY }],
+      },
+      row: {
+        id: 'fastify-noop',
+        label: 'reference: bare Fastify 5 no-op route',
+        kind: 'reference',
+      },
+      redis: false,
+    });
+
     // Redis command counts per target, read around each of its slices.
     const commands = new Map<
       string,
@@ -203,6 +221,7 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
       `redis-accumulate${walId(defaultWal)}-eventual`,
       'express-incr',
       'fastify-incr',
+      'fastify-noop',
     ]);
     const ceiling = plans[0] as Plan;
     const groups = [
