@@ -24,7 +24,7 @@ export function renderChart(r: Results): string {
   const rows = [...r.throughput].sort((a, b) => order(a) - order(b) || b.reqPerSec - a.reqPerSec);
   const express = r.throughput.find((t) => t.id === 'express-incr');
   const max = Math.max(...rows.map((t) => t.reqPerSec));
-  const plotW = WIDTH - LABEL_W - 150;
+  const plotW = WIDTH - LABEL_W - 180;
   const top = 70;
   const parts: string[] = [];
   let y = top;

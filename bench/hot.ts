@@ -85,6 +85,10 @@ if (values.profile) {
     for (const f of s.functions.filter((x) => x.area !== 'idle')) {
       process.stdout.write(`  ${pct(f.self)}  ${f.name}  ${f.where}\n`);
     }
+    process.stdout.write('top functions by inclusive time:\n');
+    for (const f of s.inclusive) {
+      process.stdout.write(`  ${pct(f.total)}  ${f.name}  ${f.where}\n`);
+    }
     writeFileSync(join(profileDir, 'flame.svg'), flameGraph(profile, `${positionals[0]} ${file}`));
     process.stdout.write(`flame graph: ${join(profileDir, 'flame.svg')}\n`);
   }

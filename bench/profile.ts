@@ -34,6 +34,8 @@ export interface ProfileSummary {
   /** Share of samples not idle. */
   readonly busy: number;
   readonly functions: { name: string; where: string; area: string; self: number }[];
+  /** Top functions by inclusive time (self + callees), recursion counted once. */
+  readonly inclusive: { name: string; where: string; total: number }[];
   readonly areas: { area: string; self: number }[];
 }
 
@@ -76,7 +78,43 @@ export function summarize(profile: CpuProfile, top = 25): ProfileSummary {
     byFunction.set(key, entry);
     byArea.set(area, (byArea.get(area) ?? 0) + hits);
   }
+  // Inclusive time: walk the tree, adding a node's subtree to each function on the stack once.
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const inclusive = new Map<string, number>();
+  const subtree = new Map<number, number>();
+  const weigh = (id: number): number => {
+    const node = byId.get(id);
+    if (node === undefined) return 0;
+    let sum = node.hitCount ?? 0;
+    for (const child of node.children ?? []) sum += weigh(child);
+    subtree.set(id, sum);
+    return sum;
+  };
+  const root = profile.nodes[0];
+  if (root !== undefined) weigh(root.id);
+  const walk = (id: number, onStack: Set<string>) => {
+    const node = byId.get(id);
+    if (node === undefined) return;
+    const f = node.callFrame;
+    const key = `${f.functionName || '(anonymous)'}@${f.url === '' ? '' : `${shortUrl(f.url)}:${f.lineNumber + 1}`}`;
+    const fresh = !onStack.has(key);
+    if (fresh) {
+      inclusive.set(key, (inclusive.get(key) ?? 0) + (subtree.get(id) ?? 0));
+      onStack.add(key);
+    }
+    for (const child of node.children ?? []) walk(child, onStack);
+    if (fresh) onStack.delete(key);
+  };
+  if (root !== undefined) walk(root.id, new Set());
   return {
+    inclusive: [...inclusive]
+      .filter(([key]) => !key.startsWith('(root)') && !key.startsWith('(idle)'))
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([key, hits]) => {
+        const at = key.lastIndexOf('@');
+        return { name: key.slice(0, at), where: key.slice(at + 1), total: hits / total };
+      }),
     samples: total,
     durationMs: (profile.endTime - profile.startTime) / 1000,
     busy: 1 - idle / total,
@@ -194,6 +232,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     ...s.functions
       .filter((f) => f.area !== 'idle')
       .map((f) => `  ${pct(f.self)}  ${f.name}  ${f.where}`),
+    '',
+    'top functions by inclusive time:',
+    ...s.inclusive.map((f) => `  ${pct(f.total)}  ${f.name}  ${f.where}`),
   ];
   process.stdout.write(`${out.join('\n')}\n`);
   if (values.svg !== undefined) {

@@ -120,8 +120,10 @@ function runPrimary(config: Config, count: number): void {
     }, config.drainTimeoutMs + KILL_GRACE_MS).unref();
   };
 
-  process.once('SIGTERM', () => stopAll('SIGTERM', false));
-  process.once('SIGINT', () => stopAll('SIGINT', false));
+  // Kept installed: a second signal (Ctrl-C twice) must not kill the primary mid-drain, or the
+  // workers would lose their IPC channel and exit without flushing.
+  process.on('SIGTERM', () => stopAll('SIGTERM', false));
+  process.on('SIGINT', () => stopAll('SIGINT', false));
   for (let i = 1; i <= count; i++) fork(i);
 }
 
@@ -135,6 +137,11 @@ async function runWorker(config: Config): Promise<void> {
     instanceSuffix: `-w${index}`,
     ...(bus ? { bus } : {}),
   });
+  // A signal sent to the whole process group (Ctrl-C, systemd's control-group kill) reaches a
+  // worker twice, directly and forwarded; runServer handles the first, this absorbs the rest.
+  const ignore = () => {};
+  process.on('SIGTERM', ignore);
+  process.on('SIGINT', ignore);
   process.send?.({ tally: 'ready', url } satisfies ClusterMessage);
 }
 

@@ -2,6 +2,7 @@
 // workers, signal forwarding, crash restart, and the memory-store guard.
 import { spawnSync } from 'node:child_process';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -135,6 +136,39 @@ describe('tally serve --workers', () => {
     expect(instances).toHaveLength(2);
     expect(instances[0]).toMatch(/-w1$/);
     expect(instances[1]).toMatch(/-w2$/);
+  });
+
+  it('drains every worker when the signal reaches the workers directly as well (Ctrl-C)', async () => {
+    const { dir, server: starting } = start({
+      TALLY_WORKERS: '2',
+      TALLY_FLUSH_INTERVAL_MS: '5000',
+    });
+    const server = await starting;
+    const primary = server.child.pid as number;
+    expect(await increments(server.url, 'twice', 200)).toBe(200);
+    // Half-sent requests on both workers hold each drain open for its close grace period, so
+    // the second signal surely lands mid-drain.
+    const { port } = new URL(server.url);
+    const slow = [1, 2].map(() => {
+      const socket = connect(Number(port), '127.0.0.1');
+      socket.on('error', () => {});
+      socket.write(
+        'POST /api/v1/counters/slow/increment HTTP/1.1\r\nHost: x\r\n' +
+          'Content-Type: application/json\r\nContent-Length: 20\r\n\r\n{"by"',
+      );
+      return socket;
+    });
+    cleanups.push(() => {
+      for (const socket of slow) socket.destroy();
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    // Pending for seconds: only a drain can store them. Signal the workers, then the primary,
+    // which forwards a second one to each.
+    for (const pid of childrenOf(primary)) process.kill(pid, 'SIGINT');
+    process.kill(primary, 'SIGINT');
+    process.kill(primary, 'SIGINT');
+    expect(await server.stop('SIGINT')).toBe(0);
+    expect(storedRows(join(dir, 'tally.db')).values.get('twice')).toBe(200);
   });
 
   it('delivers values flushed by one worker to live streams on the other', async () => {
