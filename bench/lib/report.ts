@@ -184,7 +184,7 @@ export function renderTable(r: Results): string {
         .join(', ') + speedup,
     ]);
   }
-  if (other.length > 0) lines.push(table(['other', 'result'], other));
+  if (other.length > 0) lines.push(table(['other', 'result'], other, true));
   lines.push('');
   lines.push(
     table(
@@ -195,6 +195,7 @@ export function renderTable(r: Results): string {
         t.measured,
         t.met === null ? '–' : t.met ? 'yes' : 'NO',
       ]),
+      true,
     ),
   );
   if (r.failures.length > 0) {
@@ -205,13 +206,16 @@ export function renderTable(r: Results): string {
   return lines.join('\n');
 }
 
-function table(head: string[], rows: string[][]): string {
+/** A plain-text table; the first column, and every column when `text`, is left-aligned. */
+function table(head: string[], rows: string[][], text = false): string {
   const widths = head.map((h, i) =>
     Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)),
   );
   const fmt = (row: string[]) =>
     row
-      .map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)))
+      .map((cell, i) =>
+        i === 0 || text ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0),
+      )
       .join('  ')
       .trimEnd();
   return [fmt(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt)].join('\n');
