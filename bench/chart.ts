@@ -63,7 +63,8 @@ export function renderChart(r: Results): string {
     )
     .join('');
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="12" role="img" aria-labelledby="title">`,
+    `<title id="title">Tally benchmark: single increments per second by configuration, against the no-op ceiling and the INCR-per-request baselines</title>`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
     `<text x="16" y="26" font-size="16" font-weight="600">Tally: single increments per second (higher is better)</text>`,
     `<text x="16" y="46" fill="#555">${esc(`${r.mode} run ${r.startedAt.slice(0, 10)} · ${m.cpus} × ${m.cpuModel} · Node ${m.node} · redis ${m.redis} · autocannon ${r.method.connections} connections in the same machine`)}</text>`,

@@ -3,6 +3,7 @@
  * starts its own redis-server, Tally processes and baselines on loopback, loads them with
  * autocannon, checks every count, prints one table and writes bench/results/latest.json + chart.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -175,6 +176,12 @@ if (flags.publish) {
     mkdirSync(join(ROOT, 'docs/bench'), { recursive: true });
     writeFileSync(join(ROOT, 'docs/bench/results.json'), json);
     writeFileSync(join(ROOT, 'docs/bench/chart.svg'), renderChart(results));
+    // Committed files pass the repository's formatter as they are written.
+    spawnSync(
+      process.execPath,
+      [join(ROOT, 'node_modules/@biomejs/biome/bin/biome'), 'format', '--write', 'docs/bench'],
+      { cwd: ROOT, stdio: 'ignore' },
+    );
     process.stdout.write('wrote docs/bench/results.json and docs/bench/chart.svg\n');
   }
 }
