@@ -1,5 +1,5 @@
 /** @module counters/idempotency — Idempotency-Key handling: a retried request is counted once. */
-import { TallyError } from '../errors.js';
+import { isTallyError, TallyError } from '../errors.js';
 import type { Store } from '../store/interface.js';
 import { MemoryStore } from '../store/memory.js';
 
@@ -56,12 +56,15 @@ export class IdempotencyKeys {
   /**
    * Runs `work` once per key. A duplicate gets the first answer back (`replayed: true`); a key
    * reused for a different request is IDEMPOTENCY_KEY_REUSED; one still running is
-   * IDEMPOTENCY_IN_PROGRESS. If `work` fails, the claim is dropped so a retry can succeed.
+   * IDEMPOTENCY_IN_PROGRESS. If `work` fails before the increment is accepted, the claim is
+   * dropped so a retry can succeed. If it fails with NOT_CONFIRMED, the increment is held and
+   * will be applied once, so the key keeps it: `accepted()` is saved as the answer a retry gets.
    */
   async run(
     key: string,
     fingerprint: string,
     work: () => Promise<SavedAnswer>,
+    accepted: () => SavedAnswer,
   ): Promise<SavedAnswer & { replayed: boolean }> {
     const claim = await this.call(() => this.backend.claimKey!(key, fingerprint, this.leaseMs));
     if (!claim.fresh) {
@@ -75,12 +78,20 @@ export class IdempotencyKeys {
     try {
       answer = await work();
     } catch (err) {
-      await this.backend.releaseKey!(key).catch(() => undefined);
+      if (isTallyError(err) && err.code === 'NOT_CONFIRMED') {
+        await this.save(key, accepted());
+      } else {
+        await this.backend.releaseKey!(key).catch(() => undefined);
+      }
       throw err;
     }
-    // The increment is accepted; failing to save the answer only shortens the window to the lease.
-    await this.backend.completeKey!(key, JSON.stringify(answer), this.ttlMs).catch(() => undefined);
+    await this.save(key, answer);
     return { ...answer, replayed: false };
+  }
+
+  /** The increment is accepted; failing to save the answer only shortens the window to the lease. */
+  private async save(key: string, answer: SavedAnswer): Promise<void> {
+    await this.backend.completeKey!(key, JSON.stringify(answer), this.ttlMs).catch(() => undefined);
   }
 
   private async call<T>(op: () => Promise<T>): Promise<T> {

@@ -84,6 +84,11 @@ export class CounterService {
     }
   }
 
+  /** This instance's estimate: last stored value plus pending deltas. No I/O. */
+  estimate(name: string): number {
+    return this.aggregator.estimate(name);
+  }
+
   /** Reads a counter. Strong flushes this instance's pending increments first. */
   async get(name: string, consistency: Consistency): Promise<CounterReading> {
     if (consistency === 'strong') {

@@ -82,6 +82,8 @@ export class WriteAheadLog {
   private syncTimer: NodeJS.Timeout | null = null;
   private recoverTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** A recovery attempt is running (the timer must not start a second one meanwhile). */
+  private recovering = false;
 
   private constructor(options: WalOptions) {
     this.dir = options.dir;
@@ -218,7 +220,12 @@ export class WriteAheadLog {
     const file = await this.openFile(path);
     // The header numbers this segment's items, so older segments can be deleted independently.
     const header = encodeFrame(`S ${this.written + 1}\n`);
-    await file.write(header);
+    try {
+      await file.write(header);
+    } catch (err) {
+      await file.close().catch(() => undefined);
+      throw err;
+    }
     this.file = file;
     this.segmentSize = header.length;
     this.segments.push({ n, path, lastItem: this.written });
@@ -265,6 +272,8 @@ export class WriteAheadLog {
 
   private async tryRecover(): Promise<void> {
     if (this.closed || this.broken === null || this.durable < this.written || this.writing) return;
+    if (this.recovering) return;
+    this.recovering = true;
     try {
       for (const s of this.segments.splice(0)) await rm(s.path, { force: true });
       await this.startSegment();
@@ -274,6 +283,8 @@ export class WriteAheadLog {
       this.recoverTimer = null;
     } catch (err) {
       this.broken = err as Error;
+    } finally {
+      this.recovering = false;
     }
   }
 

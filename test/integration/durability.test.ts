@@ -21,9 +21,10 @@ function workspace() {
 
 /** A store whose batches can hang or be applied without the reply getting back. */
 class FaultyStore extends SqliteStore {
-  mode: 'ok' | 'apply-then-die' | 'hang' = 'ok';
+  mode: 'ok' | 'apply-then-die' | 'hang' | 'fail' = 'ok';
   override async applyBatch(batch: Batch): Promise<BatchResult> {
     if (this.mode === 'hang') return new Promise(() => {});
+    if (this.mode === 'fail') throw new Error('store down (test)');
     const result = await super.applyBatch(batch);
     if (this.mode === 'apply-then-die') return new Promise(() => {});
     return result;
@@ -215,5 +216,27 @@ describe('idempotency keys', () => {
     const retried = await post(stopped, 'key-f', { by: 1 });
     expect(retried.statusCode).toBe(202);
     expect(retried.headers['idempotent-replayed']).toBeUndefined();
+  });
+
+  it('keeps the key when a strong increment was accepted but not confirmed, so a retry is not counted again', async () => {
+    const d = workspace();
+    const store = new FaultyStore({ path: join(d, 'nc.db') });
+    const t = await testApp({}, store);
+    cleanups.push(() => t.close());
+    store.mode = 'fail';
+    const url = '/api/v1/counters/held/increment?consistency=strong';
+    const first = await post(t, 'key-nc', { by: 3 }, url);
+    expect(first.statusCode).toBe(503);
+    expect(first.json().error.code).toBe('NOT_CONFIRMED');
+    // The retry comes back while the store is still down: told it was accepted, not counted.
+    const retry = await post(t, 'key-nc', { by: 3 }, url);
+    expect(retry.statusCode).toBe(202);
+    expect(retry.headers['idempotent-replayed']).toBe('true');
+    expect(retry.json()).toEqual({ name: 'held', value: 3 });
+    store.mode = 'ok';
+    const again = await post(t, 'key-nc', { by: 3 }, url);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    const v = await t.app.inject({ url: '/api/v1/counters/held?consistency=strong' });
+    expect(v.json().value).toBe(3);
   });
 });

@@ -42,15 +42,20 @@ export async function counterRoutes(
 ): Promise<void> {
   const { counters, metrics, keys, requireAdmin } = opts;
 
-  /** Runs `work` once per Idempotency-Key (when the request has one) and sends its answer. */
+  /**
+   * Runs `work` once per Idempotency-Key (when the request has one) and sends its answer. The
+   * fingerprint is computed only for requests that carry a key.
+   */
   async function once(
     request: FastifyRequest,
     reply: FastifyReply,
-    fingerprint: string,
+    fingerprint: () => string,
     work: () => Promise<SavedAnswer>,
+    accepted: () => SavedAnswer,
   ): Promise<unknown> {
     const key = parseIdempotencyKey(request.headers['idempotency-key']);
-    const answer = key === undefined ? await work() : await keys.run(key, fingerprint, work);
+    const answer =
+      key === undefined ? await work() : await keys.run(key, fingerprint(), work, accepted);
     if ('replayed' in answer && answer.replayed) reply.header('idempotent-replayed', 'true');
     reply.code(answer.status);
     return answer.body;
@@ -68,11 +73,18 @@ export async function counterRoutes(
       const body = asObject(request.body, ['by']);
       const by = body.by === undefined ? 1 : assertBy(body.by);
       const consistency = parseConsistency(request.query);
-      return once(request, reply, `inc ${name} ${by} ${consistency}`, async () => {
-        const value = await counters.increment(name, by, consistency);
-        accepted[consistency].inc();
-        return { status: consistency === 'strong' ? 200 : 202, body: { name, value } };
-      });
+      return once(
+        request,
+        reply,
+        () => `inc ${name} ${by} ${consistency}`,
+        async () => {
+          const value = await counters.increment(name, by, consistency);
+          accepted[consistency].inc();
+          return { status: consistency === 'strong' ? 200 : 202, body: { name, value } };
+        },
+        // Held but unconfirmed: a retry is told it was accepted (202), and is not counted again.
+        () => ({ status: 202, body: { name, value: counters.estimate(name) } }),
+      );
     },
   );
 
@@ -82,12 +94,18 @@ export async function counterRoutes(
       const body = asObject(request.body, ['increments']);
       const items = parseBatch(body.increments);
       const consistency = parseConsistency(request.query);
-      const fingerprint = `batch ${consistency} ${createHash('sha256').update(JSON.stringify(items)).digest('base64url')}`;
-      return once(request, reply, fingerprint, async () => {
-        const n = await counters.incrementMany(items, consistency);
-        accepted[consistency].inc(n);
-        return { status: consistency === 'strong' ? 200 : 202, body: { accepted: n } };
-      });
+      return once(
+        request,
+        reply,
+        () =>
+          `batch ${consistency} ${createHash('sha256').update(JSON.stringify(items)).digest('base64url')}`,
+        async () => {
+          const n = await counters.incrementMany(items, consistency);
+          accepted[consistency].inc(n);
+          return { status: consistency === 'strong' ? 200 : 202, body: { accepted: n } };
+        },
+        () => ({ status: 202, body: { accepted: items.length } }),
+      );
     },
   );
 
