@@ -34,6 +34,23 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe.each(designs)('%s aggregator', (_label, make) => {
   const base = { instanceId: 'test', flushIntervalMs: 20, retryBaseMs: 5, retryMaxMs: 20 };
 
+  it('remembers at most maxKnown stored values, forgetting the oldest first', async () => {
+    const store = new FlakyStore();
+    const agg = make({ ...base, store, maxKnown: 100 });
+    for (let i = 0; i < 1000; i++) agg.add(`k${i}`, 1);
+    agg.start();
+    await agg.waitDurable();
+    const known = Array.from({ length: 1000 }, (_, i) => agg.knows(`k${i}`));
+    const count = known.filter(Boolean).length;
+    expect(count).toBeGreaterThanOrEqual(90);
+    expect(count).toBeLessThanOrEqual(100);
+    expect(agg.knows('k999')).toBe(true);
+    expect(agg.knows('k0')).toBe(false);
+    // A forgotten counter's estimate comes from the store again (the service warms it).
+    expect(await store.get('k0')).toBe(1);
+    await agg.drain(1000);
+  });
+
   it('returns estimates without I/O and flushes exact sums', async () => {
     const store = new FlakyStore();
     const agg = make({ ...base, store });
