@@ -63,6 +63,19 @@ export class Metrics {
     labelNames: ['route', 'method', 'status'] as const,
     registers: [this.registry],
   });
+  private readonly requestCounters = new Map<string, { inc(): void }>();
+
+  /** Counts one HTTP request; the labelled child is looked up once per label set, then cached. */
+  countRequest(route: string, method: string, status: number): void {
+    const key = `${route} ${method} ${status}`;
+    let counter = this.requestCounters.get(key);
+    if (counter === undefined) {
+      counter = this.httpRequests.labels(route, method, String(status));
+      this.requestCounters.set(key, counter);
+    }
+    counter.inc();
+  }
+
   readonly storeUp = new Gauge({
     name: 'tally_store_up',
     help: '1 when the last flush or ping reached the store, else 0',

@@ -366,9 +366,31 @@ describe('RedisStore against a real redis-server', () => {
   it('fails a whole batch, changing nothing, when a bookkeeping key has the wrong type', async () => {
     const p = prefix();
     const store = await openStore(p);
+    await store.applyBatch(batch('i1', 1, { old: 5 }));
+    await admin.del(`${p}names`);
     await admin.set(`${p}names`, 'clobbered');
-    await expect(store.applyBatch(batch('i1', 1, { a: 1 }))).rejects.toThrow(/WRONGTYPE/);
-    expect(await admin.exists(`${p}c:a`, `${p}seq`, `${p}ver`)).toBe(0);
+    await expect(store.applyBatch(batch('i1', 2, { a: 1, old: 2 }))).rejects.toThrow(/WRONGTYPE/);
+    // Counters and the seq are as before; only the version moved (it only has to grow).
+    expect(await admin.exists(`${p}c:a`)).toBe(0);
+    expect(await store.get('old')).toBe(5);
+    expect(await store.lastSeq('i1')).toBe(1);
+    await admin.del(`${p}names`);
+    await store.applyBatch(batch('i1', 2, { a: 1, old: 2 }));
+    expect(await store.get('old')).toBe(7);
+    expect(await store.get('a')).toBe(1);
+    // A clobbered version key or seq hash fails before the first write.
+    const seqs = await admin.hgetall(`${p}seq`);
+    for (const key of [`${p}ver`, `${p}seq`]) {
+      const dump = await admin.dumpBuffer(key);
+      await admin.del(key);
+      await admin.sadd(key, 'clobbered');
+      await expect(store.applyBatch(batch('i1', 3, { a: 1, b: 1 }))).rejects.toThrow(/WRONGTYPE/);
+      expect(await admin.exists(`${p}c:b`)).toBe(0);
+      expect(await store.get('a')).toBe(1);
+      await admin.del(key);
+      if (dump !== null) await admin.restore(key, 0, dump);
+    }
+    expect(await admin.hgetall(`${p}seq`)).toEqual(seqs);
   });
 
   it('keeps set and delete ordered against batches other instances keep applying', async () => {

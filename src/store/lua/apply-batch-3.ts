@@ -14,79 +14,96 @@
  * ARGV[6…] delta of each counter, decimal, same order as KEYS[4…]
  *
  * Returns {duplicate 0|1, version, {value…}, {rejected key index…}}; values are after the batch
- * (current ones if duplicate). Every read and check runs before the first write, because Redis
- * does not roll back a script that fails halfway; the first write (the version bump) is also
- * where an OOM refusal lands, before anything changed.
+ * (current ones if duplicate).
+ *
+ * Redis does not roll back a script that fails halfway, so the order matters:
+ * - the seq lookup reads first (a clobbered seq hash fails before anything changed);
+ * - the version bump is the first write, so an OOM refusal or a clobbered version key also fails
+ *   before anything changed;
+ * - each INCRBY runs under pcall: a counter key holding something Tally did not write (not an
+ *   integer, another type) is refused alone, and a result outside ±(2^53-1) is undone at once
+ *   with DECRBY (exact: Redis integers are 64-bit);
+ * - new names go into the index last; if the index was clobbered, every INCRBY is undone and the
+ *   batch fails (counters that end at 0 are removed, as 0 reads the same as missing; the version
+ *   bump stays, which watchers tolerate: versions only need to grow).
+ * The common case costs 4 commands per batch plus one INCRBY per counter (docs/benchmarks.md).
  * A missing version starts from Redis TIME in µs, so versions keep growing even after Redis
  * lost its data (a restart without persistence, FLUSHALL): watchers compare them.
  */
 export const APPLY_BATCH_LUA = `
-local function bump(key)
-  if redis.call('EXISTS', key) == 0 then
-    local t = redis.call('TIME')
-    redis.call('SET', key, string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2])))
-  end
-  return redis.call('INCR', key)
-end
 local MAX = 9007199254740991
-local function expect(key, kind)
-  local t = redis.call('TYPE', key)['ok']
-  if t ~= 'none' and t ~= kind then
-    return redis.error_reply('WRONGTYPE Tally key ' .. key .. ' holds a ' .. t .. ', not a ' .. kind)
-  end
-end
-local bad = expect(KEYS[1], 'hash') or expect(KEYS[2], 'zset') or expect(KEYS[3], 'string')
-if bad then return bad end
-
 local n = #KEYS - 3
 local plen = tonumber(ARGV[5])
 local values = {}
 local last = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
+local function current(key)
+  local v = redis.pcall('GET', key)
+  if type(v) ~= 'string' then return 0 end
+  return tonumber(v) or 0
+end
 if tonumber(ARGV[2]) <= last then
-  for i = 1, n do values[i] = tonumber(redis.call('GET', KEYS[i + 3]) or '0') or 0 end
+  for i = 1, n do values[i] = current(KEYS[i + 3]) end
   return {1, tonumber(redis.call('GET', KEYS[3]) or '0') or 0, values, {}}
 end
 
--- Read phase: old values, and which deltas stay within ±(2^53-1). A value that is not an
--- integer string (written by something else) is refused like an overflow rather than failing
--- the whole batch forever.
-local olds = {}
-local ok = {}
+local version = redis.call('INCR', KEYS[3])
+if version == 1 then
+  local t = redis.call('TIME')
+  version = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  redis.call('SET', KEYS[3], string.format('%d', version))
+end
+
 local rejected = {}
+local applied = {}
+local fresh = {}
 for i = 1, n do
-  local old = redis.call('GET', KEYS[i + 3])
-  olds[i] = old
-  if old ~= false and (not string.match(old, '^-?%d+$') or #old > 17) then
-    ok[i] = false
+  local key = KEYS[i + 3]
+  local delta = ARGV[i + 5]
+  local v = redis.pcall('INCRBY', key, delta)
+  if type(v) ~= 'number' then
+    rejected[#rejected + 1] = i
+    values[i] = current(key)
+  elseif v > MAX or v < -MAX then
+    values[i] = redis.call('DECRBY', key, delta)
+    rejected[#rejected + 1] = i
+    -- Back to 0 and not indexed: the key did not exist before, so it must not now.
+    if values[i] == 0 and redis.pcall('ZSCORE', KEYS[2], string.sub(key, plen + 1)) == false then
+      redis.call('DEL', key)
+    end
   else
-    ok[i] = true
+    values[i] = v
+    applied[#applied + 1] = i
+    -- The value moved from 0 (or from nothing): the name may be new to the index.
+    if v == tonumber(delta) then fresh[#fresh + 1] = i end
   end
 end
 
-local version = bump(KEYS[3])
-local lines = {}
-for i = 1, n do
-  local key = KEYS[i + 3]
-  local old = olds[i]
-  if ok[i] then
-    local v = redis.call('INCRBY', key, ARGV[i + 5])
-    if v > MAX or v < -MAX then
-      -- Exact undo: restore the old string (integer arithmetic in Lua is only 53-bit).
-      if old then redis.call('SET', key, old) else redis.call('DEL', key) end
-      ok[i] = false
-    else
-      if not old then redis.call('ZADD', KEYS[2], 0, string.sub(key, plen + 1)) end
-      values[i] = v
-      lines[#lines + 1] = string.sub(key, plen + 1) .. ' ' .. string.format('%d', v)
-    end
-  end
-  if not ok[i] then
-    rejected[#rejected + 1] = i
-    values[i] = tonumber(old or '0') or 0
-  end
+local members = {}
+local function index()
+  local r = redis.pcall('ZADD', KEYS[2], unpack(members))
+  members = {}
+  return type(r) == 'table' and r.err or nil
 end
+local failed = nil
+for _, i in ipairs(fresh) do
+  members[#members + 1] = 0
+  members[#members + 1] = string.sub(KEYS[i + 3], plen + 1)
+  if #members >= 1000 then failed = failed or index() end
+end
+if #members > 0 then failed = failed or index() end
+if failed then
+  for _, i in ipairs(applied) do
+    if redis.call('DECRBY', KEYS[i + 3], ARGV[i + 5]) == 0 then redis.call('DEL', KEYS[i + 3]) end
+  end
+  return redis.error_reply(failed)
+end
+
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if #lines > 0 then
+if #applied > 0 then
+  local lines = {}
+  for _, i in ipairs(applied) do
+    lines[#lines + 1] = string.sub(KEYS[i + 3], plen + 1) .. ' ' .. string.format('%d', values[i])
+  end
   redis.call('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. string.format('%d', version) .. '\\n' .. table.concat(lines, '\\n'))
 end
 return {0, version, values, rejected}
