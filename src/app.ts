@@ -40,6 +40,14 @@ export interface AppDeps {
 export interface ChangeBus {
   publish(changes: ReadonlyMap<string, number>): void;
   subscribe(listener: (changes: ReadonlyMap<string, number>) => void): () => void;
+  /**
+   * Has every sibling process flush what it acknowledged; resolves once all have, rejects if
+   * one cannot. Strong reads and admin writes call it, so their guarantees hold across the
+   * workers of one `tally serve` as they do within one process.
+   */
+  flushSiblings?(): Promise<void>;
+  /** Answers siblings' `flushSiblings` with this process's flush; returns an unsubscribe. */
+  serveFlush?(flush: () => Promise<void>): () => void;
 }
 
 /** One assembled instance. */
@@ -148,7 +156,10 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
   const unwatch = store.watch?.(fromElsewhere);
   const unbus = deps.bus?.subscribe(fromElsewhere);
 
-  const counters = new CounterService(store, aggregator, changed, wal);
+  const bus = deps.bus;
+  const siblings = bus?.flushSiblings ? () => bus.flushSiblings!() : undefined;
+  const counters = new CounterService(store, aggregator, changed, wal, siblings);
+  const unserve = bus?.serveFlush?.(() => aggregator.waitDurable());
   const keys = new IdempotencyKeys(store, { ttlMs: config.idempotencyTtlMs });
   const streams = new Set<EventStream>();
   let closing = false;
@@ -266,6 +277,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       await wal?.close();
       unwatch?.();
       unbus?.();
+      unserve?.();
       hub.close();
       await store.close();
       return result;

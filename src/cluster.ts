@@ -20,7 +20,16 @@ const KILL_GRACE_MS = 15_000;
 /** Messages between primary and workers; `tally` tags them apart from anything else on IPC. */
 type ClusterMessage =
   | { tally: 'ready'; url: string }
-  | { tally: 'changes'; from: number; entries: [string, number][] };
+  | { tally: 'changes'; from: number; entries: [string, number][] }
+  // A worker asks for its siblings to flush (to the primary) …
+  | { tally: 'flush'; id: number }
+  // … the primary asks each sibling, which answers; then the primary answers the asker.
+  | { tally: 'flush-request'; key: string }
+  | { tally: 'flush-done'; key: string; error?: string }
+  | { tally: 'flushed'; id: number; error?: string };
+
+/** Longest a sibling flush may take before the asker gets an error, in ms. */
+const FLUSH_TIMEOUT_MS = 10_000;
 
 /**
  * Serves with the configured number of processes. One process is plain `runServer`. With more,
@@ -61,6 +70,45 @@ function runPrimary(config: Config, count: number): void {
   let stopping = false;
   let failed = false;
 
+  // Sibling flushes in progress, by `<asker>:<id>`.
+  const flushes = new Map<
+    string,
+    { asker: number; id: number; waiting: Set<number>; error?: string; timer: NodeJS.Timeout }
+  >();
+  const endFlush = (key: string) => {
+    const flush = flushes.get(key);
+    if (flush === undefined || flush.waiting.size > 0) return;
+    flushes.delete(key);
+    clearTimeout(flush.timer);
+    const asker = byIndex.get(flush.asker);
+    if (asker?.isConnected()) {
+      asker.send({
+        tally: 'flushed',
+        id: flush.id,
+        ...(flush.error === undefined ? {} : { error: flush.error }),
+      } satisfies ClusterMessage);
+    }
+  };
+  const startFlush = (asker: number, id: number) => {
+    const key = `${asker}:${id}`;
+    const waiting = new Set<number>();
+    for (const [i, worker] of byIndex) {
+      if (i === asker || !worker.isConnected()) continue;
+      waiting.add(i);
+      worker.send({ tally: 'flush-request', key } satisfies ClusterMessage);
+    }
+    const timer = setTimeout(() => {
+      const flush = flushes.get(key);
+      if (flush === undefined) return;
+      flush.error ??= `sibling flush timed out after ${FLUSH_TIMEOUT_MS} ms`;
+      flush.waiting.clear();
+      endFlush(key);
+    }, FLUSH_TIMEOUT_MS);
+    timer.unref();
+    flushes.set(key, { asker, id, waiting, timer });
+    endFlush(key);
+  };
+
   const fork = (index: number) => {
     const worker = cluster.fork({ [WORKER_ENV]: String(index) });
     byIndex.set(index, worker);
@@ -74,10 +122,25 @@ function runPrimary(config: Config, count: number): void {
         }
       } else if (msg?.tally === 'changes') {
         for (const [i, other] of byIndex) if (i !== index && other.isConnected()) other.send(msg);
+      } else if (msg?.tally === 'flush') {
+        startFlush(index, msg.id);
+      } else if (msg?.tally === 'flush-done') {
+        const flush = flushes.get(msg.key);
+        if (flush?.waiting.delete(index)) {
+          if (msg.error !== undefined) flush.error ??= `worker ${index}: ${msg.error}`;
+          endFlush(msg.key);
+        }
       }
     });
     worker.on('exit', (code, signal) => {
       if (byIndex.get(index) === worker) byIndex.delete(index);
+      // Its acknowledged increments are in its log, replayed when it restarts: not flushed now.
+      for (const [key, flush] of flushes) {
+        if (flush.waiting.delete(index)) {
+          flush.error ??= `worker ${index} exited before flushing`;
+          endFlush(key);
+        }
+      }
       const wasReady = urls.delete(index);
       if (stopping) {
         // One still starting had acknowledged nothing; our signal may beat its handlers.
@@ -131,12 +194,10 @@ async function runWorker(config: Config): Promise<void> {
   const index = Number(process.env[WORKER_ENV] ?? '1');
   // Several processes appending to and rotating one file would clobber each other's rotations.
   const own: Config = Object.freeze({ ...config, logDir: join(config.logDir, `w${index}`) });
-  // Redis stores already deliver every instance's changes (store.watch); the bus would repeat them.
-  const bus = config.store === 'sqlite' ? ipcBus(index) : undefined;
-  const { url } = await runServer(own, {
-    instanceSuffix: `-w${index}`,
-    ...(bus ? { bus } : {}),
-  });
+  // Redis stores already deliver every instance's changes (store.watch); relaying them too would
+  // repeat them. Sibling flushes go over IPC either way.
+  const bus = ipcBus(index, config.store === 'sqlite');
+  const { url } = await runServer(own, { instanceSuffix: `-w${index}`, bus });
   // A signal sent to the whole process group (Ctrl-C, systemd's control-group kill) reaches a
   // worker twice, directly and forwarded; runServer handles the first, this absorbs the rest.
   const ignore = () => {};
@@ -145,26 +206,73 @@ async function runWorker(config: Config): Promise<void> {
   process.send?.({ tally: 'ready', url } satisfies ClusterMessage);
 }
 
-/** Value changes to and from sibling workers, relayed by the primary over IPC. */
-function ipcBus(index: number): ChangeBus {
+/**
+ * The worker's side of IPC: value changes to and from siblings (when `relay`), and sibling
+ * flushes, both through the primary.
+ */
+function ipcBus(index: number, relay: boolean): ChangeBus {
   const listeners = new Set<(changes: ReadonlyMap<string, number>) => void>();
+  const asked = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  let nextId = 0;
+  let flushSelf: (() => Promise<void>) | undefined;
+  const send = (msg: ClusterMessage): boolean => {
+    if (process.send === undefined || !process.connected) return false;
+    process.send(msg, undefined, undefined, () => undefined);
+    return true;
+  };
   process.on('message', (msg: ClusterMessage) => {
-    if (msg?.tally !== 'changes' || msg.from === index) return;
-    const changes = new Map(msg.entries);
-    for (const listener of listeners) listener(changes);
+    if (msg?.tally === 'changes') {
+      if (msg.from === index) return;
+      const changes = new Map(msg.entries);
+      for (const listener of listeners) listener(changes);
+    } else if (msg?.tally === 'flush-request') {
+      const done = (error?: string) =>
+        send({ tally: 'flush-done', key: msg.key, ...(error === undefined ? {} : { error }) });
+      (flushSelf?.() ?? Promise.resolve()).then(
+        () => done(),
+        (err: unknown) => done(err instanceof Error ? err.message : String(err)),
+      );
+    } else if (msg?.tally === 'flushed') {
+      const waiter = asked.get(msg.id);
+      asked.delete(msg.id);
+      if (msg.error === undefined) waiter?.resolve();
+      else waiter?.reject(new Error(msg.error));
+    }
   });
   return {
     publish(changes) {
-      if (changes.size === 0 || process.send === undefined) return;
-      process.send({
-        tally: 'changes',
-        from: index,
-        entries: [...changes],
-      } satisfies ClusterMessage);
+      if (!relay || changes.size === 0) return;
+      send({ tally: 'changes', from: index, entries: [...changes] });
     },
     subscribe(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
+    },
+    flushSiblings() {
+      return new Promise<void>((resolve, reject) => {
+        const id = ++nextId;
+        const timer = setTimeout(() => {
+          asked.delete(id);
+          reject(new Error('sibling workers did not answer a flush'));
+        }, FLUSH_TIMEOUT_MS + 1000);
+        asked.set(id, {
+          resolve: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+          reject: (err) => {
+            clearTimeout(timer);
+            reject(err);
+          },
+        });
+        if (!send({ tally: 'flush', id })) asked.get(id)?.reject(new Error('primary is gone'));
+      });
+    },
+    serveFlush(flush) {
+      flushSelf = flush;
+      return () => {
+        flushSelf = undefined;
+      };
     },
   };
 }

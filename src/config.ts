@@ -161,8 +161,8 @@ export const SETTINGS = {
   },
   workers: {
     env: 'TALLY_WORKERS',
-    schema: int(0, 256).default(1),
-    doc: 'Processes sharing the port (node:cluster); 0 = one per core',
+    schema: int(0, 256).default(0),
+    doc: 'Processes sharing the port (node:cluster), each its own instance; 0 = one per core',
   },
 } as const;
 

@@ -177,6 +177,8 @@ export async function startTally(options: TallyOptions): Promise<Service> {
       TALLY_LOG_FILES: 'false',
       TALLY_LOG_LEVEL: 'warn',
       TALLY_BENCH_ROUTES: 'true',
+      // Every comparison is one process against one process; the workers section sets its own.
+      TALLY_WORKERS: '1',
       ...options.env,
       TALLY_PORT: String(port),
     },

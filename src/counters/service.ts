@@ -32,6 +32,8 @@ export class CounterService {
     private readonly changed: (changes: ReadonlyMap<string, number>) => void,
     /** The write-ahead log; when set, every increment is logged before it is accepted. */
     private readonly wal?: WriteAheadLog,
+    /** Flushes sibling processes (cluster workers); strong reads and admin writes wait for it. */
+    private readonly siblings?: () => Promise<void>,
   ) {}
 
   /**
@@ -93,7 +95,7 @@ export class CounterService {
   async get(name: string, consistency: Consistency): Promise<CounterReading> {
     if (consistency === 'strong') {
       try {
-        await this.aggregator.waitDurable();
+        await Promise.all([this.aggregator.waitDurable(), this.siblings?.()]);
       } catch (err) {
         throw new TallyError('STORE_UNAVAILABLE', undefined, { cause: err, retryAfterS: 1 });
       }
@@ -110,6 +112,7 @@ export class CounterService {
 
   /** Overwrites a counter; increments accepted before apply first, later ones after. */
   async set(name: string, value: number): Promise<void> {
+    await this.flushSiblings();
     await this.wrapStore(() =>
       this.aggregator.exclusive(async () => {
         await this.store.set(name, value);
@@ -121,6 +124,7 @@ export class CounterService {
 
   /** Deletes a counter (it then reads 0); true if it existed. */
   async delete(name: string): Promise<boolean> {
+    await this.flushSiblings();
     const existed = await this.wrapStore(() =>
       this.aggregator.exclusive(async () => {
         const found = await this.store.delete(name);
@@ -130,6 +134,16 @@ export class CounterService {
     );
     this.changed(new Map([[name, this.aggregator.estimate(name)]]));
     return existed;
+  }
+
+  /** Sibling workers' acknowledged increments reach the store before an admin write. */
+  private async flushSiblings(): Promise<void> {
+    if (this.siblings === undefined) return;
+    try {
+      await this.siblings();
+    } catch (err) {
+      throw new TallyError('STORE_UNAVAILABLE', undefined, { cause: err, retryAfterS: 1 });
+    }
   }
 
   /** Lists stored counters (flushed values). */

@@ -53,13 +53,16 @@ export class SqliteStore implements Store {
 
   constructor(options: SqliteStoreOptions) {
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
-    this.db = new Database(options.path);
-    this.db.pragma('journal_mode = WAL');
+    const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    this.db = new Database(options.path, { timeout: busyTimeoutMs });
+    // Several workers open the file at once on `tally serve`: switching to WAL (and creating
+    // the tables) can answer SQLITE_BUSY at once, without the busy handler waiting, so retry.
+    whileBusy(busyTimeoutMs, () => this.db.pragma('journal_mode = WAL'));
     // NORMAL in WAL mode: a committed batch survives a process crash; an OS crash or power loss
     // may lose the last transactions (docs/reliability.md).
     this.db.pragma('synchronous = NORMAL');
-    this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
-    this.db.exec(`
+    whileBusy(busyTimeoutMs, () =>
+      this.db.exec(`
       CREATE TABLE IF NOT EXISTS counters (
         name  TEXT PRIMARY KEY,
         value INTEGER NOT NULL
@@ -75,7 +78,8 @@ export class SqliteStore implements Store {
         expires_at  INTEGER NOT NULL
       ) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS idempotency_keys_expiry ON idempotency_keys (expires_at);
-    `);
+    `),
+    );
     this.stmt = {
       getValue: this.db.prepare('SELECT value FROM counters WHERE name = ?'),
       addDelta: this.db.prepare(
@@ -198,5 +202,19 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
+  }
+}
+
+/** Runs `fn`, retrying for up to `timeoutMs` while SQLite answers SQLITE_BUSY (startup only). */
+function whileBusy<T>(timeoutMs: number, fn: () => T): T {
+  const deadline = Date.now() + timeoutMs;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      return fn();
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() >= deadline) throw err;
+      Atomics.wait(pause, 0, 0, 10 + Math.floor(Math.random() * 20));
+    }
   }
 }

@@ -171,6 +171,42 @@ describe('tally serve --workers', () => {
     expect(storedRows(join(dir, 'tally.db')).values.get('twice')).toBe(200);
   });
 
+  it('keeps strong reads and admin writes exact across workers (siblings flush first)', async () => {
+    // A flush interval longer than the test: only a sibling flush can bring the other worker's
+    // increments into the store in time.
+    const token = 'cluster-admin-token-0123456789';
+    const { server: starting } = start({
+      TALLY_WORKERS: '2',
+      TALLY_FLUSH_INTERVAL_MS: '60000',
+      TALLY_ADMIN_TOKEN: token,
+    });
+    const server = await starting;
+    const strong = async () => {
+      const res = await fetch(`${server.url}/api/v1/counters/rw?consistency=strong`, {
+        headers: { connection: 'close' },
+      });
+      return ((await res.json()) as { value: number }).value;
+    };
+    expect(await increments(server.url, 'rw', 100)).toBe(100);
+    // Fresh connections alternate between the workers: both must answer the full count.
+    for (let i = 0; i < 4; i++) expect(await strong()).toBe(100);
+    expect(await increments(server.url, 'rw', 50)).toBe(50);
+    const put = await fetch(`${server.url}/api/v1/counters/rw`, {
+      method: 'PUT',
+      headers: {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json',
+        connection: 'close',
+      },
+      body: JSON.stringify({ value: 1000 }),
+    });
+    expect(put.status).toBe(200);
+    expect(await increments(server.url, 'rw', 30)).toBe(30);
+    // Increments acknowledged before the set were applied before it, on either worker.
+    for (let i = 0; i < 4; i++) expect(await strong()).toBe(1030);
+    expect(await server.stop('SIGTERM')).toBe(0);
+  });
+
   it('delivers values flushed by one worker to live streams on the other', async () => {
     const { server: starting } = start({ TALLY_WORKERS: '2', TALLY_FLUSH_INTERVAL_MS: '50' });
     const server = await starting;

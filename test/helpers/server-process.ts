@@ -38,6 +38,8 @@ export async function startServer(
       ...process.env,
       TALLY_LOG_FILES: 'false',
       TALLY_LOG_LEVEL: 'warn',
+      // One process unless a test asks for workers: tests signal and kill this pid.
+      TALLY_WORKERS: '1',
       ...env,
       TALLY_PORT: port,
     },
