@@ -153,5 +153,54 @@ export function runStoreConformance(label: string, options: ConformanceOptions):
       expect(await store.get('hot')).toBe(200);
       for (const id of instances) expect(await store.get(`own:${id}`)).toBe(50);
     });
+
+    describe('idempotency keys', () => {
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      const keyOf = (k: string) => `${inst}:${k}`;
+
+      it('claims a key once, then reports the claim and, once saved, the answer', async () => {
+        expect(store.claimKey).toBeDefined();
+        expect(await store.claimKey!(keyOf('a'), 'fp-a', 60_000)).toEqual({ fresh: true });
+        expect(await store.claimKey!(keyOf('a'), 'fp-other', 60_000)).toEqual({
+          fresh: false,
+          fingerprint: 'fp-a',
+          result: null,
+        });
+        await store.completeKey!(keyOf('a'), '{"status":202}', 60_000);
+        expect(await store.claimKey!(keyOf('a'), 'fp-a', 60_000)).toEqual({
+          fresh: false,
+          fingerprint: 'fp-a',
+          result: '{"status":202}',
+        });
+        // Other keys are independent.
+        expect(await store.claimKey!(keyOf('b'), 'fp-b', 60_000)).toEqual({ fresh: true });
+      });
+
+      it('lets a released key be claimed afresh', async () => {
+        await store.claimKey!(keyOf('r'), 'fp-1', 60_000);
+        await store.releaseKey!(keyOf('r'));
+        expect(await store.claimKey!(keyOf('r'), 'fp-2', 60_000)).toEqual({ fresh: true });
+        await store.releaseKey!(keyOf('never-claimed'));
+      });
+
+      it('forgets a claim after its lease and an answer after its TTL', async () => {
+        await store.claimKey!(keyOf('lease'), 'fp', 100);
+        await store.claimKey!(keyOf('ttl'), 'fp', 60_000);
+        await store.completeKey!(keyOf('ttl'), 'answer', 150);
+        expect((await store.claimKey!(keyOf('ttl'), 'fp', 60_000)).fresh).toBe(false);
+        await sleep(400);
+        expect(await store.claimKey!(keyOf('lease'), 'fp', 60_000)).toEqual({ fresh: true });
+        expect(await store.claimKey!(keyOf('ttl'), 'fp', 60_000)).toEqual({ fresh: true });
+      });
+
+      it('gives a key to exactly one of many concurrent claims', async () => {
+        const claims = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => store.claimKey!(keyOf('race'), `fp-${i}`, 60_000)),
+        );
+        expect(claims.filter((c) => c.fresh)).toHaveLength(1);
+        const winner = claims.findIndex((c) => c.fresh);
+        for (const c of claims) if (!c.fresh) expect(c.fingerprint).toBe(`fp-${winner}`);
+      });
+    });
   });
 }
