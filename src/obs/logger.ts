@@ -81,40 +81,74 @@ function lowest(level: string): string {
   return order.indexOf(level) <= order.indexOf('error') ? level : 'error';
 }
 
-const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
-
 /**
  * Fastify's child logger factory, made lazy: the per-request child (carrying `reqId`) is built
- * only when a request logs at an enabled level. Building one per request cost about 4% of the
- * increment route's CPU (see docs/benchmarks.md); almost no request logs anything.
+ * only when a request logs at an enabled level. Almost no request logs anything, and building a
+ * pino child per request was a measurable share of the increment route's CPU
+ * (docs/benchmarks.md). A class, so a request costs one small object and no closures.
  */
 export function lazyChildLogger(
   parent: Logger,
   bindings: pino.Bindings,
   options: pino.ChildLoggerOptions,
 ): Logger {
-  let child: Logger | undefined;
-  const real = (): Logger => {
-    child ??= parent.child(bindings, options);
-    return child;
-  };
-  const lazy: Record<string, unknown> = {
-    child: (b: pino.Bindings, o?: pino.ChildLoggerOptions) => real().child(b, o),
-    silent: () => undefined,
-    isLevelEnabled: (level: string) => (child ?? parent).isLevelEnabled(level),
-  };
-  for (const level of LEVELS) {
-    lazy[level] = (...args: unknown[]) => {
-      if (child === undefined && !parent.isLevelEnabled(level)) return;
-      (real()[level] as (...a: unknown[]) => void)(...args);
-    };
+  return new LazyChild(parent, bindings, options) as unknown as Logger;
+}
+
+type LogArgs = [unknown, ...unknown[]];
+
+class LazyChild {
+  private built: Logger | undefined;
+
+  constructor(
+    private readonly parent: Logger,
+    private readonly bindings: pino.Bindings,
+    private readonly options: pino.ChildLoggerOptions,
+  ) {}
+
+  private real(): Logger {
+    this.built ??= this.parent.child(this.bindings, this.options);
+    return this.built;
   }
-  Object.defineProperty(lazy, 'level', {
-    get: () => (child ?? parent).level,
-    set: (value: string) => {
-      real().level = value;
-    },
-    enumerable: true,
-  });
-  return lazy as unknown as Logger;
+
+  private emit(level: pino.Level, args: LogArgs): void {
+    if (this.built === undefined && !this.parent.isLevelEnabled(level)) return;
+    (this.real()[level] as (...a: unknown[]) => void)(...args);
+  }
+
+  get level(): string {
+    return (this.built ?? this.parent).level;
+  }
+
+  set level(value: string) {
+    this.real().level = value;
+  }
+
+  isLevelEnabled(level: string): boolean {
+    return (this.built ?? this.parent).isLevelEnabled(level);
+  }
+
+  child(bindings: pino.Bindings, options?: pino.ChildLoggerOptions): Logger {
+    return this.real().child(bindings, options);
+  }
+
+  fatal(...args: LogArgs): void {
+    this.emit('fatal', args);
+  }
+  error(...args: LogArgs): void {
+    this.emit('error', args);
+  }
+  warn(...args: LogArgs): void {
+    this.emit('warn', args);
+  }
+  info(...args: LogArgs): void {
+    this.emit('info', args);
+  }
+  debug(...args: LogArgs): void {
+    this.emit('debug', args);
+  }
+  trace(...args: LogArgs): void {
+    this.emit('trace', args);
+  }
+  silent(): void {}
 }
