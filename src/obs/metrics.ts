@@ -4,12 +4,25 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 /** The metrics Tally exports at /metrics; names are stable (dashboards and alarms use them). */
 export class Metrics {
   readonly registry = new Registry();
-  readonly incrementsAccepted = new Counter({
-    name: 'tally_increments_accepted_total',
-    help: 'Increments accepted (acknowledged), by consistency',
-    labelNames: ['consistency'] as const,
-    registers: [this.registry],
-  });
+  // The two per-request counters are plain numbers on the hot path, copied into prom-client
+  // when /metrics is scraped: prom-client hashes the label set on every inc().
+  private readonly acceptedCounts = { eventual: 0, strong: 0 };
+  private readonly requestCounts = new Map<string, { labels: string[]; n: number }>();
+
+  readonly incrementsAccepted = (() => {
+    const counts = this.acceptedCounts;
+    return new Counter({
+      name: 'tally_increments_accepted_total',
+      help: 'Increments accepted (acknowledged), by consistency',
+      labelNames: ['consistency'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [consistency, n] of Object.entries(counts))
+          if (n > 0) this.inc({ consistency }, n);
+      },
+    });
+  })();
   readonly batchesFlushed = new Counter({
     name: 'tally_batches_flushed_total',
     help: 'Batches applied to the store (including duplicates found already applied)',
@@ -57,23 +70,30 @@ export class Metrics {
     help: 'Open Server-Sent Events streams',
     registers: [this.registry],
   });
-  readonly httpRequests = new Counter({
-    name: 'tally_http_requests_total',
-    help: 'HTTP requests by route pattern, method and status',
-    labelNames: ['route', 'method', 'status'] as const,
-    registers: [this.registry],
-  });
-  private readonly requestCounters = new Map<string, { inc(): void }>();
+  readonly httpRequests = (() => {
+    const counts = this.requestCounts;
+    return new Counter({
+      name: 'tally_http_requests_total',
+      help: 'HTTP requests by route pattern, method and status',
+      labelNames: ['route', 'method', 'status'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const { labels, n } of counts.values()) this.labels(...labels).inc(n);
+      },
+    });
+  })();
+  /** Counts accepted increments (acknowledged), by consistency. */
+  accepted(consistency: 'eventual' | 'strong', n = 1): void {
+    this.acceptedCounts[consistency] += n;
+  }
 
-  /** Counts one HTTP request; the labelled child is looked up once per label set, then cached. */
+  /** Counts one HTTP request by route pattern, method and status. */
   countRequest(route: string, method: string, status: number): void {
     const key = `${route} ${method} ${status}`;
-    let counter = this.requestCounters.get(key);
-    if (counter === undefined) {
-      counter = this.httpRequests.labels(route, method, String(status));
-      this.requestCounters.set(key, counter);
-    }
-    counter.inc();
+    const entry = this.requestCounts.get(key);
+    if (entry !== undefined) entry.n++;
+    else this.requestCounts.set(key, { labels: [route, method, String(status)], n: 1 });
   }
 
   readonly storeUp = new Gauge({

@@ -389,6 +389,17 @@ describe('health and metrics', () => {
     expect(text).toMatch(
       /tally_http_requests_total\{route="\/api\/v1\/counters\/:name\/increment",method="POST",status="202"\} 1/,
     );
+    // Counted on the hot path, copied at scrape time: totals keep growing, never doubled.
+    await inc(t, 'm');
+    await inc(t, 'm');
+    const again = (await t.app.inject({ url: '/metrics' })).body;
+    expect(again).toMatch(/tally_increments_accepted_total\{consistency="eventual"\} 3\n/);
+    expect(again).toMatch(
+      /tally_http_requests_total\{route="\/api\/v1\/counters\/:name\/increment",method="POST",status="202"\} 3\n/,
+    );
+    expect(again).toMatch(
+      /tally_http_requests_total\{route="\/metrics",method="GET",status="200"\} 1\n/,
+    );
   });
 
   it('readyz answers 503 when the store is unreachable', async () => {

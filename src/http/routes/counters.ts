@@ -60,10 +60,6 @@ export async function counterRoutes(
     reply.code(answer.status);
     return answer.body;
   }
-  const accepted = {
-    eventual: metrics.incrementsAccepted.labels('eventual'),
-    strong: metrics.incrementsAccepted.labels('strong'),
-  };
 
   app.post<NameParams & { Body: unknown }>(
     '/api/v1/counters/:name/increment',
@@ -79,7 +75,7 @@ export async function counterRoutes(
         () => `inc ${name} ${by} ${consistency}`,
         async () => {
           const value = await counters.increment(name, by, consistency);
-          accepted[consistency].inc();
+          metrics.accepted(consistency);
           return { status: consistency === 'strong' ? 200 : 202, body: { name, value } };
         },
         // Held but unconfirmed: a retry is told it was accepted (202), and is not counted again.
@@ -101,7 +97,7 @@ export async function counterRoutes(
           `batch ${consistency} ${createHash('sha256').update(JSON.stringify(items)).digest('base64url')}`,
         async () => {
           const n = await counters.incrementMany(items, consistency);
-          accepted[consistency].inc(n);
+          metrics.accepted(consistency, n);
           return { status: consistency === 'strong' ? 200 : 202, body: { accepted: n } };
         },
         () => ({ status: 202, body: { accepted: items.length } }),
