@@ -9,7 +9,7 @@ import { IdempotencyKeys } from './counters/idempotency.js';
 import { CounterService } from './counters/service.js';
 import { TallyError } from './errors.js';
 import { adminGuard } from './http/auth.js';
-import { registerErrorHandling } from './http/errors.js';
+import { answerClientError, registerErrorHandling } from './http/errors.js';
 import { counterRoutes, valueReply } from './http/routes/counters.js';
 import { eventRoutes } from './http/routes/events.js';
 import { healthRoutes } from './http/routes/health.js';
@@ -182,6 +182,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     },
     requestIdHeader: 'x-request-id',
     genReqId: nextRequestId,
+    clientErrorHandler: answerClientError,
     childLoggerFactory: (parent, bindings, options) =>
       lazyChildLogger(parent as Logger, bindings, options) as FastifyBaseLogger,
   });

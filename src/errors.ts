@@ -15,6 +15,14 @@ export const ERRORS = {
   INVALID_HEADER: { status: 400, message: 'A request header is invalid' },
   BAD_REQUEST: { status: 400, message: 'The request is malformed' },
   BATCH_TOO_LARGE: { status: 400, message: 'A batch holds 1 to 1000 increments' },
+  REQUEST_TIMEOUT: {
+    status: 408,
+    message: 'The request was not received in time (TALLY_REQUEST_TIMEOUT_MS)',
+  },
+  HEADERS_TOO_LARGE: {
+    status: 431,
+    message: 'The request headers are larger than the limit (16 KiB)',
+  },
   BODY_TOO_LARGE: { status: 413, message: 'The body is larger than the limit' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Send JSON with Content-Type: application/json' },
   UNAUTHORIZED: { status: 401, message: 'A valid admin bearer token is required' },

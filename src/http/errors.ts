@@ -1,6 +1,8 @@
 /** @module http/errors — the one error handler at the HTTP edge: `{ error: { code, message, requestId } }`. */
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type ErrorCode, TallyError } from '../errors.js';
+import { ERRORS, type ErrorCode, TallyError } from '../errors.js';
 
 /** Fastify's own error codes that mean the client sent something wrong. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -55,5 +57,33 @@ export function registerErrorHandling(app: FastifyInstance): void {
   });
   app.setNotFoundHandler((request, reply) =>
     sendError(new TallyError('NOT_FOUND'), request, reply),
+  );
+}
+
+/** Node's parser errors that have their own answer; anything else it rejects is BAD_REQUEST. */
+const CLIENT_ERRORS: Record<string, ErrorCode> = {
+  HPE_HEADER_OVERFLOW: 'HEADERS_TOO_LARGE',
+  ERR_HTTP_REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
+};
+
+/**
+ * Fastify's `clientErrorHandler`: errors Node's HTTP parser raises before a request exists
+ * (headers too large, a body that never finishes, garbage on the wire) get the same
+ * `{ error: { code, message } }` answer as every other error, then the connection closes.
+ */
+export function answerClientError(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const code = CLIENT_ERRORS[err.code ?? ''] ?? 'BAD_REQUEST';
+  const { status, message } = ERRORS[code];
+  const body = JSON.stringify({ error: { code, message } });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
+      'Content-Type: application/json; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      'Connection: close\r\n\r\n' +
+      body,
   );
 }

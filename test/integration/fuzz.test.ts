@@ -200,6 +200,23 @@ function slowBody(url: URL): Promise<string> {
   });
 }
 
+/** Writes raw bytes on a fresh connection and resolves with everything the server sent back. */
+function raw(url: URL, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(url.port), url.hostname, () => socket.write(text));
+    let data = '';
+    socket.on('data', (d) => {
+      data += d;
+    });
+    socket.on('close', () => resolve(data));
+    socket.on('error', reject);
+    setTimeout(() => {
+      socket.destroy();
+      resolve(data);
+    }, 5000);
+  });
+}
+
 describe('fuzz', () => {
   it('answers 10,000 hostile requests with 4xx and changes nothing', async () => {
     const r = rng(20261128);
@@ -231,7 +248,21 @@ describe('fuzz', () => {
     const total = [...byStatus.values()].reduce((a, b) => a + b, 0);
     expect(total).toBe(10_000);
     const slow = await Promise.all([slowBody(new URL(base)), slowBody(new URL(base))]);
-    for (const answer of slow) expect(answer).toMatch(/^HTTP\/1\.1 408/);
+    for (const answer of slow) {
+      expect(answer).toMatch(/^HTTP\/1\.1 408/);
+      expect(answer).toContain('"code":"REQUEST_TIMEOUT"');
+    }
+    // Errors Node's parser raises before a request exists answer in the same JSON shape.
+    const url = new URL(base);
+    const huge = await raw(
+      url,
+      `GET /api/v1/counters/x HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+    );
+    expect(huge).toMatch(/^HTTP\/1\.1 431/);
+    expect(huge).toContain('"code":"HEADERS_TOO_LARGE"');
+    const garbage = await raw(url, 'HELLO THERE\r\n\r\n');
+    expect(garbage).toMatch(/^HTTP\/1\.1 400/);
+    expect(garbage).toContain('"code":"BAD_REQUEST"');
 
     const health = await fetch(`${base}/healthz`);
     expect(health.status).toBe(200);
