@@ -31,7 +31,6 @@ export const ERRORS = {
     message: 'Admin routes are disabled: no admin token is configured',
   },
   NOT_FOUND: { status: 404, message: 'No such route' },
-  METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed on this route' },
   COUNTER_OVERFLOW: {
     status: 422,
     message: 'The counter would leave the range ±(2^53-1); nothing was applied',
