@@ -179,27 +179,6 @@ function hostile(r: () => number): Req {
   }
 }
 
-/** Sends headers and half a body, then stalls: the server must time the request out. */
-function slowBody(url: URL): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(url.port), url.hostname, () => {
-      socket.write(
-        'POST /api/v1/counters/slow/increment HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"by":',
-      );
-    });
-    let data = '';
-    socket.on('data', (d) => {
-      data += d;
-    });
-    socket.on('close', () => resolve(data));
-    socket.on('error', reject);
-    setTimeout(() => {
-      socket.destroy();
-      resolve(data);
-    }, 5000);
-  });
-}
-
 /** Writes raw bytes on a fresh connection and resolves with everything the server sent back. */
 function raw(url: URL, text: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -215,6 +194,14 @@ function raw(url: URL, text: string): Promise<string> {
       resolve(data);
     }, 5000);
   });
+}
+
+/** Sends headers and half a body, then stalls: the server must time the request out. */
+function slowBody(url: URL): Promise<string> {
+  return raw(
+    url,
+    'POST /api/v1/counters/slow/increment HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"by":',
+  );
 }
 
 describe('fuzz', () => {
