@@ -1,6 +1,13 @@
 /** @module store/redis-factory — opens a RedisStore (standalone or Cluster) from config. */
+import { createRequire } from 'node:module';
 import type { ConnectionOptions } from 'node:tls';
-import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
+import {
+  type AbstractConnector,
+  Cluster,
+  type ClusterOptions,
+  Redis,
+  type RedisOptions,
+} from 'ioredis';
 import type { Config } from '../config.js';
 import type { Store } from './interface.js';
 import { type RedisClient, RedisStore } from './redis.js';
@@ -14,6 +21,37 @@ import {
 
 /** Hash-tagged shards per key prefix on Redis Cluster. Fixed: changing it moves counters. */
 export const CLUSTER_SHARDS = 16;
+
+type Stream = Awaited<ReturnType<AbstractConnector['connect']>>;
+type ConnectArgs = Parameters<AbstractConnector['connect']>;
+/** The instance side of ioredis's StandaloneConnector, as a plain (non-abstract) shape. */
+interface Connector {
+  connect(...args: ConnectArgs): Promise<Stream>;
+  disconnect(): void;
+}
+type ConnectorClass = new (
+  options: ConstructorParameters<NonNullable<RedisOptions['Connector']>>[0],
+) => Connector;
+
+// ioredis does not export its plain connector from the package index.
+const { default: StandaloneConnector } = createRequire(import.meta.url)(
+  'ioredis/built/connectors/StandaloneConnector',
+) as { default: ConnectorClass };
+
+/**
+ * ioredis's plain connector, plus one lasting `error` listener on every socket it opens. ioredis
+ * listens with `once('error')`, so a socket that errs twice (a TLS handshake that fails and then
+ * gets the server's alert, a reset after a timeout) would throw the second error as an uncaught
+ * exception and stop the process. ioredis has already handled the first and reconnects; the
+ * later ones carry nothing new.
+ */
+export class GuardedConnector extends StandaloneConnector {
+  override async connect(...args: ConnectArgs): Promise<Stream> {
+    const stream = await super.connect(...args);
+    stream.on('error', () => {});
+    return stream;
+  }
+}
 
 /** Options for {@link openRedisStore}. */
 export interface OpenRedisOptions {
@@ -127,6 +165,7 @@ export async function openRedisStore(options: OpenRedisOptions): Promise<RedisSt
 
 function nodeOptions(t: RedisTarget, options: OpenRedisOptions): RedisOptions {
   return {
+    Connector: GuardedConnector as unknown as NonNullable<RedisOptions['Connector']>,
     username: t.username,
     password: t.password,
     tls: t.tls ? { ...options.tls } : undefined,

@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Batch, Store } from '../../src/store/interface.js';
 import type { RedisStore } from '../../src/store/redis.js';
-import { openRedisStore } from '../../src/store/redis-factory.js';
+import { GuardedConnector, openRedisStore } from '../../src/store/redis-factory.js';
 import { KeyLayout, keySlot, shardTag } from '../../src/store/redis-keys.js';
 import { parseRedisUrl, parseRedisUrls, RedisUrlError } from '../../src/store/redis-url.js';
 import { type RedisServer, startRedis } from '../helpers/redis-server.js';
@@ -393,13 +393,39 @@ describe('RedisStore against a real redis-server', () => {
     expect(await admin.hgetall(`${p}seq`)).toEqual(seqs);
   });
 
+  it('survives a socket that errs more than once (ioredis listens once)', async () => {
+    const connect = (guarded: boolean) =>
+      new Redis(redis.port, '127.0.0.1', {
+        ...(guarded ? { Connector: GuardedConnector as never } : {}),
+        retryStrategy: () => 50,
+      });
+    const twice = async (client: Redis) => {
+      await client.ping();
+      const stream = (client as unknown as { stream: NodeJS.EventEmitter }).stream;
+      client.on('error', () => {});
+      stream.emit('error', new Error('first'));
+      stream.emit('error', new Error('second'));
+    };
+    // The plain connector: the second error has no listener left and is thrown.
+    const plain = connect(false);
+    await expect(twice(plain)).rejects.toThrow('second');
+    plain.disconnect();
+    // Ours: swallowed; the client reconnects and keeps answering.
+    const guarded = connect(true);
+    await twice(guarded);
+    await eventually(async () => (await guarded.ping().catch(() => '')) === 'PONG');
+    guarded.disconnect();
+  });
+
   it('keeps set and delete ordered against batches other instances keep applying', async () => {
     const p = prefix();
     const flusher = await openStore(p);
     const admin2 = await openStore(p);
     const returned: number[] = [];
+    // Batches keep coming until 50 have landed after the delete, however fast Redis is.
+    let stopAt = 10_000;
     const running = (async () => {
-      for (let seq = 1; seq <= 300; seq++) {
+      for (let seq = 1; returned.length < stopAt; seq++) {
         returned.push((await flusher.applyBatch(batch('f', seq, { x: 1 }))).values.get('x') ?? NaN);
       }
     })();
@@ -407,6 +433,7 @@ describe('RedisStore against a real redis-server', () => {
     await admin2.set('x', 1000);
     await eventually(() => returned.length >= 150);
     expect(await admin2.delete('x')).toBe(true);
+    stopAt = returned.length + 50;
     await running;
     // Every batch added exactly 1 to what the previous one, the set or the delete left.
     let jumps = 0;
