@@ -19,7 +19,7 @@ import type { EventStream } from './live/sse.js';
 import { type Logger, lazyChildLogger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
 import type { Store } from './store/interface.js';
-import { recoverLog } from './wal/recover.js';
+import { adoptOrphanLogs, recoverLog } from './wal/recover.js';
 import { type WalFile, WriteAheadLog } from './wal/wal.js';
 
 /** What `buildApp` needs besides config. */
@@ -30,6 +30,12 @@ export interface AppDeps {
   readonly instanceId: string;
   /** Defaults to a fresh registry with Node's default metrics. */
   readonly metrics?: Metrics;
+  /**
+   * Instance ids running in this `tally serve` (this one, or every worker's). When set, this
+   * process also replays logs that other instance ids left in the data dir (see
+   * `adoptOrphanLogs`). Cluster workers set it on worker 1 only.
+   */
+  readonly liveInstanceIds?: readonly string[];
   /** Opens write-ahead log segments; tests pass one that fails on demand. */
   readonly openWalFile?: (path: string) => Promise<WalFile>;
   /** Sibling processes on this host (cluster workers): changes fan out to their live streams. */
@@ -77,6 +83,25 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     deps.bus?.publish(changes);
   };
   const flushLog = logger.child({ component: 'flusher' });
+
+  if (deps.liveInstanceIds !== undefined) {
+    // With the log off, this run writes no log at all: every directory found is left over.
+    const live = new Set(config.wal ? deps.liveInstanceIds : []);
+    const adopted = await untilDone(
+      () => adoptOrphanLogs(join(config.dataDir, 'wal'), store, live),
+      (err, attempt) =>
+        logger.error(
+          { event: 'replay_failed', err, attempt },
+          'leftover log replay failed; retrying',
+        ),
+    );
+    for (const result of adopted) {
+      logger.info(
+        { event: 'log_adopted', ...result },
+        `replayed the log left by ${result.instanceId}`,
+      );
+    }
+  }
 
   let wal: WriteAheadLog | undefined;
   if (config.wal) {
@@ -154,7 +179,24 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     hub.publish(changes);
   };
   const unwatch = store.watch?.(fromElsewhere);
-  const unbus = deps.bus?.subscribe(fromElsewhere);
+  // Sibling workers share the store but not an order: a sibling's message can arrive after this
+  // process flushed a newer value (store.watch orders Redis messages by version; the IPC bus has
+  // none). Live streams must never step back, so watched counters publish the store's current
+  // value instead, read after the message came.
+  const fromSiblings = (changes: ReadonlyMap<string, number>) => {
+    const watched = hub.watched(changes.keys());
+    if (watched.length === 0) {
+      for (const [name, value] of changes) {
+        if (aggregator.inflightDelta(name) === 0) aggregator.learn(name, value);
+      }
+      return;
+    }
+    void Promise.all(watched.map(async (name) => [name, await store.get(name)] as const)).then(
+      (entries) => fromElsewhere(new Map([...changes, ...entries])),
+      () => undefined,
+    );
+  };
+  const unbus = deps.bus?.subscribe(fromSiblings);
 
   const bus = deps.bus;
   const siblings = bus?.flushSiblings ? () => bus.flushSiblings!() : undefined;

@@ -197,7 +197,13 @@ async function runWorker(config: Config): Promise<void> {
   // Redis stores already deliver every instance's changes (store.watch); relaying them too would
   // repeat them. Sibling flushes go over IPC either way.
   const bus = ipcBus(index, config.store === 'sqlite');
-  const { url } = await runServer(own, { instanceSuffix: `-w${index}`, bus });
+  // Worker 1 replays logs left by instance ids this run does not use (e.g. more workers before).
+  const count = workerCount(config);
+  const { url } = await runServer(own, {
+    instanceSuffix: `-w${index}`,
+    bus,
+    liveSuffixes: index === 1 ? Array.from({ length: count }, (_, i) => `-w${i + 1}`) : false,
+  });
   // A signal sent to the whole process group (Ctrl-C, systemd's control-group kill) reaches a
   // worker twice, directly and forwarded; runServer handles the first, this absorbs the rest.
   const ignore = () => {};

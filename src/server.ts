@@ -13,6 +13,11 @@ export interface RunOptions {
   readonly handleSignals?: boolean;
   /** Sibling processes' value changes (cluster workers); passed to buildApp. @default none */
   readonly bus?: ChangeBus;
+  /**
+   * Instance id suffixes of every process in this run, to replay logs left by any other id;
+   * `false` leaves them to another process. @default [this process's suffix]
+   */
+  readonly liveSuffixes?: readonly string[] | false;
 }
 
 /** Starts serving; resolves once listening, with the instance and its URL. */
@@ -27,17 +32,16 @@ export async function runServer(
     keep: config.logKeepFiles,
   });
   const logger = log.logger;
-  const instanceId = resolveInstanceId(
-    config.dataDir,
-    config.instanceId,
-    options.instanceSuffix ?? '',
-  );
+  const base = resolveInstanceId(config.dataDir, config.instanceId);
+  const instanceId = base + (options.instanceSuffix ?? '');
   const store = await createStore(config);
+  const suffixes = options.liveSuffixes ?? [options.instanceSuffix ?? ''];
   const tally = await buildApp(config, {
     store,
     logger,
     instanceId,
     ...(options.bus ? { bus: options.bus } : {}),
+    ...(suffixes === false ? {} : { liveInstanceIds: suffixes.map((s) => base + s) }),
   });
   const address = await tally.app.listen({ port: config.port, host: config.host });
   const url = address.replace('[::1]', 'localhost');

@@ -75,6 +75,14 @@ export class LiveHub {
     }
   }
 
+  /** The names among `names` that have subscribers here. */
+  watched(names: Iterable<string>): string[] {
+    const out: string[] = [];
+    if (this.topics.size === 0) return out;
+    for (const name of names) if (this.topics.has(name)) out.push(name);
+    return out;
+  }
+
   /** Stops all timers and drops every subscriber. */
   close(): void {
     for (const topic of this.topics.values()) if (topic.timer !== null) clearTimeout(topic.timer);

@@ -1,5 +1,5 @@
 /** @module wal/recover — applies what a previous process left in its log, exactly once. */
-import { writeFile } from 'node:fs/promises';
+import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Store } from '../store/interface.js';
 import { encodeFrame } from './frames.js';
@@ -75,4 +75,35 @@ export async function recoverLog(
     tornBytes: log.tornBytes,
     nextSegment: markerSegment,
   };
+}
+
+/**
+ * Replays the logs that instances not running now left under `root` (one directory per instance
+ * id), each under its own id, then removes them. This is how increments acknowledged by a
+ * worker survive a crash followed by a smaller `TALLY_WORKERS`, a switch to one process, or
+ * turning the log off: nothing else would ever read those directories again.
+ */
+export async function adoptOrphanLogs(
+  root: string,
+  store: Store,
+  live: ReadonlySet<string>,
+): Promise<Array<RecoveryResult & { readonly instanceId: string }>> {
+  let names: string[];
+  try {
+    names = (await readdir(root, { withFileTypes: true }))
+      .filter((entry) => entry.isDirectory() && !live.has(entry.name))
+      .map((entry) => entry.name)
+      .sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const adopted: Array<RecoveryResult & { readonly instanceId: string }> = [];
+  for (const instanceId of names) {
+    const dir = join(root, instanceId);
+    const result = await recoverLog(dir, store, instanceId);
+    await rm(dir, { recursive: true, force: true });
+    if (result.segments > 0) adopted.push({ instanceId, ...result });
+  }
+  return adopted;
 }

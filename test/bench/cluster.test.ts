@@ -1,6 +1,7 @@
 // `tally serve --workers N`: real processes sharing one port, exact counts, live values across
 // workers, signal forwarding, crash restart, and the memory-store guard.
 import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -240,6 +241,50 @@ describe('tally serve --workers', () => {
     expect(now).not.toContain(victim);
     expect(await increments(server.url, 'after-crash', 50)).toBe(50);
     expect(await server.stop('SIGTERM')).toBe(0);
+  });
+
+  it('replays the logs of workers gone after a crash, when fewer workers start again', async () => {
+    // Nothing is flushed by itself during the test: only the logs hold the increments.
+    const { dir, server: starting } = start({
+      TALLY_WORKERS: '2',
+      TALLY_FLUSH_INTERVAL_MS: '60000',
+    });
+    const server = await starting;
+    const primary = server.child.pid as number;
+    const workers = childrenOf(primary);
+    expect(workers).toHaveLength(2);
+    expect(await increments(server.url, 'orphan', 200)).toBe(200);
+    process.kill(primary, 'SIGKILL');
+    // Workers whose primary is gone exit at once, without flushing.
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const deadline = Date.now() + 10_000;
+    while (workers.some(alive) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(workers.some(alive)).toBe(false);
+    expect(readdirSync(join(dir, 'data', 'wal'))).toHaveLength(2);
+
+    const again = await startServer({
+      TALLY_STORE: 'sqlite',
+      TALLY_DATA_DIR: join(dir, 'data'),
+      TALLY_SQLITE_PATH: join(dir, 'tally.db'),
+      TALLY_LOG_DIR: join(dir, 'log'),
+      TALLY_WORKERS: '1',
+    });
+    cleanups.push(() => again.stop('SIGKILL'));
+    const res = await fetch(`${again.url}/api/v1/counters/orphan?consistency=strong`);
+    expect(((await res.json()) as { value: number }).value).toBe(200);
+    // Only this run's own log directory is left.
+    const left = readdirSync(join(dir, 'data', 'wal'));
+    expect(left).toHaveLength(1);
+    expect(left[0]).not.toMatch(/-w\d+$/);
+    expect(await again.stop('SIGTERM')).toBe(0);
   });
 
   it('stops with an error when workers cannot listen', async () => {
