@@ -184,7 +184,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
   // none). Live streams must never step back, so watched counters publish the store's current
   // value instead, read after the message came.
   const fromSiblings = (changes: ReadonlyMap<string, number>) => {
-    const watched = hub.watched(changes.keys());
+    const watched = hub.watched(changes);
     if (watched.length === 0) {
       for (const [name, value] of changes) {
         if (aggregator.inflightDelta(name) === 0) aggregator.learn(name, value);

@@ -75,11 +75,14 @@ export class LiveHub {
     }
   }
 
-  /** The names among `names` that have subscribers here. */
-  watched(names: Iterable<string>): string[] {
+  /** The counters among `changes` that have subscribers here (iterating the smaller side). */
+  watched(changes: ReadonlyMap<string, unknown>): string[] {
     const out: string[] = [];
-    if (this.topics.size === 0) return out;
-    for (const name of names) if (this.topics.has(name)) out.push(name);
+    if (changes.size <= this.topics.size) {
+      for (const name of changes.keys()) if (this.topics.has(name)) out.push(name);
+    } else {
+      for (const name of this.topics.keys()) if (changes.has(name)) out.push(name);
+    }
     return out;
   }
 
