@@ -15,15 +15,19 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** A sqlite-store server's settings, all under `dir`. */
+function inDir(dir: string): Record<string, string> {
+  return {
+    TALLY_STORE: 'sqlite',
+    TALLY_DATA_DIR: join(dir, 'data'),
+    TALLY_SQLITE_PATH: join(dir, 'tally.db'),
+    TALLY_LOG_DIR: join(dir, 'log'),
+  };
+}
+
 function start(env: Record<string, string>): { dir: string; server: Promise<ServerProcess> } {
   const dir = tempDir('tally-cluster');
-  const server = startServer({
-    TALLY_STORE: 'sqlite',
-    TALLY_DATA_DIR: join(dir.path, 'data'),
-    TALLY_SQLITE_PATH: join(dir.path, 'tally.db'),
-    TALLY_LOG_DIR: join(dir.path, 'log'),
-    ...env,
-  });
+  const server = startServer({ ...inDir(dir.path), ...env });
   cleanups.push(() => dir.remove());
   cleanups.push(async () => (await server.catch(() => undefined))?.stop('SIGKILL'));
   // Workers outlive a SIGKILLed primary only until they notice; kill any left over too.
@@ -270,13 +274,7 @@ describe('tally serve --workers', () => {
     expect(workers.some(alive)).toBe(false);
     expect(readdirSync(join(dir, 'data', 'wal'))).toHaveLength(2);
 
-    const again = await startServer({
-      TALLY_STORE: 'sqlite',
-      TALLY_DATA_DIR: join(dir, 'data'),
-      TALLY_SQLITE_PATH: join(dir, 'tally.db'),
-      TALLY_LOG_DIR: join(dir, 'log'),
-      TALLY_WORKERS: '1',
-    });
+    const again = await startServer({ ...inDir(dir), TALLY_WORKERS: '1' });
     cleanups.push(() => again.stop('SIGKILL'));
     const res = await fetch(`${again.url}/api/v1/counters/orphan?consistency=strong`);
     expect(((await res.json()) as { value: number }).value).toBe(200);
