@@ -17,7 +17,10 @@ port="$(env_value TALLY_PORT 8080)"
 url="${TALLY_READY_URL:-http://127.0.0.1:$port/readyz}"
 
 log "waiting up to ${timeout_s}s for 200 from $url"
-deadline=$((SECONDS + timeout_s))
+# Milliseconds: bash's SECONDS ticks on whole seconds, so a deadline in it can come up to a second
+# early.
+now_ms() { date +%s%3N; }
+deadline=$(($(now_ms) + timeout_s * 1000))
 attempts=0
 code=000
 while :; do
@@ -32,7 +35,7 @@ while :; do
     systemctl status --no-pager "$service" || true
     die "$service failed while waiting for readiness (last HTTP status $code)"
   fi
-  if ((SECONDS >= deadline)); then
+  if (($(now_ms) >= deadline)); then
     break
   fi
   sleep "$interval_s"
