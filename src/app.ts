@@ -185,12 +185,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
   // value instead, read after the message came.
   const fromSiblings = (changes: ReadonlyMap<string, number>) => {
     const watched = hub.watched(changes);
-    if (watched.length === 0) {
-      for (const [name, value] of changes) {
-        if (aggregator.inflightDelta(name) === 0) aggregator.learn(name, value);
-      }
-      return;
-    }
+    if (watched.length === 0) return fromElsewhere(changes);
     void Promise.all(watched.map(async (name) => [name, await store.get(name)] as const)).then(
       (entries) => fromElsewhere(new Map([...changes, ...entries])),
       () => undefined,

@@ -60,24 +60,18 @@ export class LiveHub {
 
   /** Offers new values; only counters with subscribers cost anything. */
   publish(changes: ReadonlyMap<string, number>): void {
-    if (this.topics.size === 0) return;
-    // Iterate the smaller side: a batch may carry a million counters and few are watched.
-    if (changes.size <= this.topics.size) {
-      for (const [name, value] of changes) {
-        const topic = this.topics.get(name);
-        if (topic !== undefined) this.offer(topic, value);
-      }
-    } else {
-      for (const [name, topic] of this.topics) {
-        const value = changes.get(name);
-        if (value !== undefined) this.offer(topic, value);
-      }
+    for (const name of this.watched(changes)) {
+      this.offer(this.topics.get(name) as Topic, changes.get(name) as number);
     }
   }
 
-  /** The counters among `changes` that have subscribers here (iterating the smaller side). */
+  /**
+   * The counters among `changes` that have subscribers here. Iterates the smaller side: a batch
+   * may carry a million counters and few are watched.
+   */
   watched(changes: ReadonlyMap<string, unknown>): string[] {
     const out: string[] = [];
+    if (this.topics.size === 0) return out;
     if (changes.size <= this.topics.size) {
       for (const name of changes.keys()) if (this.topics.has(name)) out.push(name);
     } else {
