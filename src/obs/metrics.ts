@@ -4,25 +4,19 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 /** The metrics Tally exports at /metrics; names are stable (dashboards and alarms use them). */
 export class Metrics {
   readonly registry = new Registry();
-  // The two per-request counters are plain numbers on the hot path, copied into prom-client
-  // when /metrics is scraped: prom-client hashes the label set on every inc().
-  private readonly acceptedCounts = { eventual: 0, strong: 0 };
-  private readonly requestCounts = new Map<string, { labels: string[]; n: number }>();
-
-  readonly incrementsAccepted = (() => {
-    const counts = this.acceptedCounts;
-    return new Counter({
-      name: 'tally_increments_accepted_total',
-      help: 'Increments accepted (acknowledged), by consistency',
-      labelNames: ['consistency'] as const,
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const [consistency, n] of Object.entries(counts))
-          if (n > 0) this.inc({ consistency }, n);
-      },
-    });
-  })();
+  // The two per-request counters (see scrapedCounter below).
+  private readonly acceptedCounts = scrapedCounter(this.registry, {
+    name: 'tally_increments_accepted_total',
+    help: 'Increments accepted (acknowledged), by consistency',
+    labelNames: ['consistency'],
+  });
+  private readonly requestCounts = scrapedCounter(this.registry, {
+    name: 'tally_http_requests_total',
+    help: 'HTTP requests by route pattern, method and status',
+    labelNames: ['route', 'method', 'status'],
+  });
+  readonly incrementsAccepted = this.acceptedCounts.counter;
+  readonly httpRequests = this.requestCounts.counter;
   readonly batchesFlushed = new Counter({
     name: 'tally_batches_flushed_total',
     help: 'Batches applied to the store (including duplicates found already applied)',
@@ -70,30 +64,14 @@ export class Metrics {
     help: 'Open Server-Sent Events streams',
     registers: [this.registry],
   });
-  readonly httpRequests = (() => {
-    const counts = this.requestCounts;
-    return new Counter({
-      name: 'tally_http_requests_total',
-      help: 'HTTP requests by route pattern, method and status',
-      labelNames: ['route', 'method', 'status'] as const,
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const { labels, n } of counts.values()) this.labels(...labels).inc(n);
-      },
-    });
-  })();
   /** Counts accepted increments (acknowledged), by consistency. */
   accepted(consistency: 'eventual' | 'strong', n = 1): void {
-    this.acceptedCounts[consistency] += n;
+    this.acceptedCounts.add(consistency, n);
   }
 
   /** Counts one HTTP request by route pattern, method and status. */
   countRequest(route: string, method: string, status: number): void {
-    const key = `${route} ${method} ${status}`;
-    const entry = this.requestCounts.get(key);
-    if (entry !== undefined) entry.n++;
-    else this.requestCounts.set(key, { labels: [route, method, String(status)], n: 1 });
+    this.requestCounts.add(`${route}${SEP}${method}${SEP}${status}`);
   }
 
   readonly storeUp = new Gauge({
@@ -106,4 +84,33 @@ export class Metrics {
     if (options.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'tally_' });
   }
+}
+
+/** Joins label values into one key; no route pattern, method, status or consistency holds it. */
+const SEP = '\u0000';
+
+/**
+ * A prom-client counter whose hot-path increments are plain numbers in a Map, copied in when
+ * /metrics is scraped: prom-client hashes the label set on every `inc()`, a measurable share of
+ * a request's CPU (docs/benchmarks.md). `add` takes the label values joined by {@link SEP}.
+ */
+function scrapedCounter(
+  registry: Registry,
+  options: { name: string; help: string; labelNames: readonly string[] },
+): { counter: Counter<string>; add(key: string, n?: number): void } {
+  const counts = new Map<string, number>();
+  const counter = new Counter({
+    ...options,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [key, n] of counts) this.labels(...key.split(SEP)).inc(n);
+    },
+  });
+  return {
+    counter,
+    add(key, n = 1) {
+      counts.set(key, (counts.get(key) ?? 0) + n);
+    },
+  };
 }
