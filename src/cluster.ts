@@ -218,7 +218,8 @@ async function runWorker(config: Config): Promise<void> {
  */
 function ipcBus(index: number, relay: boolean): ChangeBus {
   const listeners = new Set<(changes: ReadonlyMap<string, number>) => void>();
-  const asked = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  // Open flush requests: each settles once, with the primary's answer or an error.
+  const asked = new Map<number, (err?: Error) => void>();
   let nextId = 0;
   let flushSelf: (() => Promise<void>) | undefined;
   const send = (msg: ClusterMessage): boolean => {
@@ -239,10 +240,7 @@ function ipcBus(index: number, relay: boolean): ChangeBus {
         (err: unknown) => done(err instanceof Error ? err.message : String(err)),
       );
     } else if (msg?.tally === 'flushed') {
-      const waiter = asked.get(msg.id);
-      asked.delete(msg.id);
-      if (msg.error === undefined) waiter?.resolve();
-      else waiter?.reject(new Error(msg.error));
+      asked.get(msg.id)?.(msg.error === undefined ? undefined : new Error(msg.error));
     }
   });
   return {
@@ -257,21 +255,18 @@ function ipcBus(index: number, relay: boolean): ChangeBus {
     flushSiblings() {
       return new Promise<void>((resolve, reject) => {
         const id = ++nextId;
-        const timer = setTimeout(() => {
+        const settle = (err?: Error) => {
+          clearTimeout(timer);
           asked.delete(id);
-          reject(new Error('sibling workers did not answer a flush'));
-        }, FLUSH_TIMEOUT_MS + 1000);
-        asked.set(id, {
-          resolve: () => {
-            clearTimeout(timer);
-            resolve();
-          },
-          reject: (err) => {
-            clearTimeout(timer);
-            reject(err);
-          },
-        });
-        if (!send({ tally: 'flush', id })) asked.get(id)?.reject(new Error('primary is gone'));
+          if (err === undefined) resolve();
+          else reject(err);
+        };
+        const timer = setTimeout(
+          () => settle(new Error('sibling workers did not answer a flush')),
+          FLUSH_TIMEOUT_MS + 1000,
+        );
+        asked.set(id, settle);
+        if (!send({ tally: 'flush', id })) settle(new Error('primary is gone'));
       });
     },
     serveFlush(flush) {
