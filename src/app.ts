@@ -191,12 +191,17 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       () => undefined,
     );
   };
-  const unbus = deps.bus?.subscribe(fromSiblings);
-
-  const bus = deps.bus;
-  const siblings = bus?.flushSiblings ? () => bus.flushSiblings!() : undefined;
-  const counters = new CounterService(store, aggregator, changed, wal, siblings);
+  const { bus } = deps;
+  const unbus = bus?.subscribe(fromSiblings);
   const unserve = bus?.serveFlush?.(() => aggregator.waitDurable());
+
+  const counters = new CounterService(
+    store,
+    aggregator,
+    changed,
+    wal,
+    bus?.flushSiblings?.bind(bus),
+  );
   const keys = new IdempotencyKeys(store, { ttlMs: config.idempotencyTtlMs });
   const streams = new Set<EventStream>();
   let closing = false;
