@@ -69,6 +69,11 @@ export const SETTINGS = {
     schema: int(1, 100_000_000).default(1_000_000),
     doc: 'Pending work bound: distinct pending counters (accumulate) or queued increments (queue); past it, 503 OVERLOADED',
   },
+  maxUnflushed: {
+    env: 'TALLY_MAX_UNFLUSHED',
+    schema: int(1, 1_000_000_000).default(10_000_000),
+    doc: 'Most acknowledged increments not yet in the store (the write-ahead log backlog during an outage); past it, 503 OVERLOADED',
+  },
   maxBatchSize: {
     env: 'TALLY_MAX_BATCH',
     schema: int(1, 10_000_000).default(100_000),
@@ -114,6 +119,11 @@ export const SETTINGS = {
     schema: int(0, 1_000_000).default(10_000),
     doc: 'Live event streams per instance; past it, 503 TOO_MANY_SSE_CLIENTS',
   },
+  maxSseClientsPerIp: {
+    env: 'TALLY_MAX_SSE_PER_CLIENT',
+    schema: int(1, 1_000_000).default(32),
+    doc: 'Live event streams one client address may hold open; past it, 429 TOO_MANY_STREAMS',
+  },
   sseHeartbeatMs: {
     env: 'TALLY_SSE_HEARTBEAT_MS',
     schema: int(100, 600_000).default(15_000),
@@ -143,6 +153,16 @@ export const SETTINGS = {
     env: 'TALLY_WAL_SEGMENT_BYTES',
     schema: int(4096, 1 << 30).default(64 * 1024 * 1024),
     doc: 'Start a new log segment past this size (bytes); flushed segments are deleted',
+  },
+  readyMaxFlushFailures: {
+    env: 'TALLY_READY_MAX_FLUSH_FAILURES',
+    schema: int(1, 1_000_000).default(3),
+    doc: 'Consecutive failed flushes after which /readyz answers 503',
+  },
+  instanceLeaseMs: {
+    env: 'TALLY_INSTANCE_LEASE_MS',
+    schema: int(1000, 3_600_000).default(15_000),
+    doc: 'Lease on the instance id in the store (ms), renewed every third of it; a process that loses it stops accepting increments',
   },
   idempotencyTtlMs: {
     env: 'TALLY_IDEMPOTENCY_TTL_MS',

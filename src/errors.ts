@@ -44,6 +44,15 @@ export const ERRORS = {
     message: 'A request with this Idempotency-Key is still being processed; retry shortly',
   },
   TOO_MANY_SSE_CLIENTS: { status: 503, message: 'Too many live streams on this instance' },
+  TOO_MANY_STREAMS: {
+    status: 429,
+    message: 'This client holds too many live streams (TALLY_MAX_SSE_PER_CLIENT); close one first',
+  },
+  IDENTITY_CONFLICT: {
+    status: 503,
+    message:
+      'Another process holds this instance id; this one no longer accepts increments (docs/reliability.md)',
+  },
   OVERLOADED: { status: 503, message: 'Too much pending work; retry after the Retry-After delay' },
   STORE_UNAVAILABLE: { status: 503, message: 'The store is unavailable' },
   NOT_CONFIRMED: {
