@@ -282,6 +282,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     metrics,
     streams,
     maxClients: config.maxSseClients,
+    maxClientsPerIp: config.maxSseClientsPerIp,
     heartbeatMs: config.sseHeartbeatMs,
   });
 

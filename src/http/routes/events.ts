@@ -12,6 +12,8 @@ export interface EventRoutesOptions {
   readonly hub: LiveHub;
   readonly metrics: Metrics;
   readonly maxClients: number;
+  /** Streams one client address may hold open. */
+  readonly maxClientsPerIp: number;
   readonly heartbeatMs: number;
   /** Every open stream, so shutdown can end them. */
   readonly streams: Set<EventStream>;
