@@ -6,6 +6,7 @@ export type ValueListener = (value: number) => void;
 interface Topic {
   readonly listeners: Set<ValueListener>;
   lastValue: number | undefined;
+  /** performance.now() of the last event sent, or -Infinity before the first. */
   lastEmitAt: number;
   timer: NodeJS.Timeout | null;
   pending: number | undefined;
@@ -36,7 +37,7 @@ export class LiveHub {
       topic = {
         listeners: new Set(),
         lastValue: current,
-        lastEmitAt: 0,
+        lastEmitAt: Number.NEGATIVE_INFINITY,
         timer: null,
         pending: undefined,
       };
@@ -88,7 +89,8 @@ export class LiveHub {
   }
 
   private offer(topic: Topic, value: number): void {
-    const now = Date.now();
+    // Monotonic: with Date.now(), a wall clock stepped back 60 s froze live values for 60 s.
+    const now = performance.now();
     if (topic.timer !== null) {
       topic.pending = value;
       return;
@@ -103,7 +105,7 @@ export class LiveHub {
         topic.timer = null;
         const v = topic.pending;
         topic.pending = undefined;
-        if (v !== undefined) this.emit(topic, v, Date.now());
+        if (v !== undefined) this.emit(topic, v, performance.now());
       },
       this.windowMs - (now - topic.lastEmitAt),
     );
