@@ -76,6 +76,9 @@ export function openEventStream(res: ServerResponse, options: EventStreamOptions
   res.on('drain', onDrain);
   res.on('close', close);
   res.on('error', close);
+  // The client left before the stream opened (the handler awaited something first): 'close' has
+  // fired already and never will again. Next tick, so the caller holds the stream by then.
+  if (res.destroyed) process.nextTick(close);
   return {
     send(event, data) {
       if (!open) return;

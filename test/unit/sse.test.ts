@@ -162,6 +162,30 @@ function scripted(heartbeatMs = 60_000) {
   return { res, stream };
 }
 
+describe('event stream lifecycle', () => {
+  it('calls onClose for a response whose client left before the stream opened', async () => {
+    let closed = 0;
+    let opened = false;
+    const server = createServer(async (_req, res) => {
+      await sleep(100); // an async hook or handler step; the client is gone meanwhile
+      openEventStream(res, { heartbeatMs: 60_000, onClose: () => closed++ });
+      opened = true;
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write('GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    await sleep(20);
+    socket.destroy();
+    const deadline = Date.now() + 2000;
+    while ((!opened || closed === 0) && Date.now() < deadline) await sleep(10);
+    server.close();
+    expect(opened).toBe(true);
+    expect(closed).toBe(1);
+  });
+});
+
 describe('event stream, backed up', () => {
   it('skips heartbeats while the socket is full and resumes them after drain', async () => {
     const { res, stream } = scripted(20);
