@@ -21,11 +21,19 @@ export interface EventRoutesOptions {
 
 export async function eventRoutes(app: FastifyInstance, opts: EventRoutesOptions): Promise<void> {
   const { counters, hub, metrics, streams } = opts;
+  // Open streams per client address; an address leaves the map with its last stream.
+  const perClient = new Map<string, number>();
 
   app.get<{ Params: { name: string } }>('/api/v1/counters/:name/events', async (request, reply) => {
     const name = assertName(request.params.name);
     if (streams.size >= opts.maxClients)
       throw new TallyError('TOO_MANY_SSE_CLIENTS', undefined, { retryAfterS: 5 });
+    // Without it, one client could take every slot of the instance.
+    const client = request.ip;
+    const held = perClient.get(client) ?? 0;
+    if (held >= opts.maxClientsPerIp)
+      throw new TallyError('TOO_MANY_STREAMS', undefined, { retryAfterS: 5 });
+    perClient.set(client, held + 1);
     reply.hijack();
     let unsubscribe = () => {};
     const stream = openEventStream(reply.raw, {
@@ -34,6 +42,9 @@ export async function eventRoutes(app: FastifyInstance, opts: EventRoutesOptions
         unsubscribe();
         streams.delete(stream);
         metrics.sseClients.set(streams.size);
+        const left = (perClient.get(client) ?? 1) - 1;
+        if (left > 0) perClient.set(client, left);
+        else perClient.delete(client);
       },
     });
     streams.add(stream);
