@@ -1,6 +1,7 @@
 /** @module app — assembles one Tally instance (store, aggregator, live hub, HTTP); no listen here. */
 
 import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { type Aggregator, createAggregator, type DrainResult } from './aggregator/index.js';
@@ -14,8 +15,10 @@ import { counterRoutes, valueReply } from './http/routes/counters.js';
 import { eventRoutes } from './http/routes/events.js';
 import { healthRoutes } from './http/routes/health.js';
 import { webRoutes } from './http/routes/web.js';
+import { InstanceHeldError, InstanceLease } from './instance.js';
 import { LiveHub } from './live/hub.js';
 import type { EventStream } from './live/sse.js';
+import { type DirLock, lockDirectory } from './lock.js';
 import { type Logger, lazyChildLogger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
 import type { Store } from './store/interface.js';
@@ -83,6 +86,40 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     deps.bus?.publish(changes);
   };
   const flushLog = logger.child({ component: 'flusher' });
+  const idLog = logger.child({ component: 'instance' });
+
+  // Claim the instance id first: its epoch names this process's batches and log.
+  const lease = await untilDone(
+    () =>
+      InstanceLease.claim(store, instanceId, {
+        leaseMs: config.instanceLeaseMs,
+        dataDir: config.dataDir,
+        onEvent(event) {
+          if (event.kind === 'waiting') {
+            idLog.warn(
+              { event: 'instance_held', holder: event.holder, expiresInMs: event.expiresInMs },
+              `instance id ${instanceId} is held by another process; waiting for its lease`,
+            );
+          } else if (event.kind === 'took-over') {
+            idLog.info(
+              { event: 'instance_took_over', epoch: event.epoch },
+              'took over the instance id from this host’s previous, dead process',
+            );
+          } else if (event.kind === 'renew-failed') {
+            idLog.warn({ event: 'lease_renew_failed', err: event.err }, 'lease renewal failed');
+          } else {
+            metrics.identityConflicts.inc();
+            idLog.error(
+              { event: 'instance_lost', epoch: event.epoch },
+              `another process claimed instance id ${instanceId}: no longer accepting increments`,
+            );
+          }
+        },
+      }),
+    (err, attempt) =>
+      idLog.error({ event: 'claim_failed', err, attempt }, 'instance claim failed; retrying'),
+  );
+  const locks: DirLock[] = [];
 
   if (deps.liveInstanceIds !== undefined) {
     // With the log off, this run writes no log at all: every directory found is left over.
@@ -106,6 +143,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
   let wal: WriteAheadLog | undefined;
   if (config.wal) {
     const dir = join(config.dataDir, 'wal', instanceId);
+    // Before reading the log: a second process on this log must never replay (and delete) it.
+    locks.push(lockDirectory(dir, `write-ahead log of ${instanceId}`));
     const recovery = await untilDone(
       () => recoverLog(dir, store, instanceId),
       (err, attempt) =>
@@ -120,22 +159,21 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       syncIntervalMs: config.walSyncMs,
       segmentBytes: config.walSegmentBytes,
       firstSegment: recovery.nextSegment,
+      writer: lease.writerId,
       ...(deps.openWalFile ? { openFile: deps.openWalFile } : {}),
     });
   }
-  const firstSeq = (await untilDone(() => store.lastSeq(instanceId))) + 1;
+  const firstSeq = (await untilDone(() => store.lastSeq(lease.writerId))) + 1;
 
   const aggregator = createAggregator(config.aggregator, {
     store,
-    instanceId,
+    writerId: lease.writerId,
     firstSeq,
     flushIntervalMs: config.flushIntervalMs,
     maxPending: config.maxPending,
+    maxUnflushed: config.maxUnflushed,
     maxBatchSize: config.maxBatchSize,
-    journal: wal && {
-      seal: (seq, lastTicket) => wal.seal(seq, lastTicket),
-      markDurable: (ticket) => wal.markDurable(ticket),
-    },
+    ...(wal ? { journal: wal } : {}),
     events: {
       onApplied(batch, result, durationMs) {
         metrics.batchesFlushed.inc();
@@ -143,7 +181,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
         metrics.flushDuration.observe(durationMs / 1000);
         metrics.storeUp.set(1);
         if (result.duplicate)
-          flushLog.warn({ seq: batch.seq }, 'batch was already applied; skipped');
+          flushLog.info({ seq: batch.seq }, 'retried batch was already applied; skipped');
         if (result.rejected.length > 0) {
           metrics.overflowRejected.inc(result.rejected.length);
           flushLog.error(
@@ -162,6 +200,14 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
           'flush failed; batch kept for retry',
         );
       },
+      onIdentityConflict(batch) {
+        metrics.identityConflicts.inc();
+        flushLog.error(
+          { event: 'identity_conflict', writer: batch.instanceId, seq: batch.seq },
+          'first attempt of a batch was already applied: another process writes as this one; ' +
+            'its deltas were not counted and increments are refused (docs/reliability.md)',
+        );
+      },
       onRecovered() {
         flushLog.info(
           { event: 'flush_recovered' },
@@ -171,11 +217,11 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     },
   });
 
+  lease.keep(() => aggregator.suspend(new TallyError('IDENTITY_CONFLICT')));
+
   // Values other instances flushed: refresh estimates and tell local streams.
-  const fromElsewhere = (changes: ReadonlyMap<string, number>) => {
-    for (const [name, value] of changes) {
-      if (aggregator.inflightDelta(name) === 0) aggregator.learn(name, value);
-    }
+  const fromElsewhere = (changes: ReadonlyMap<string, number>, since?: number) => {
+    for (const [name, value] of changes) aggregator.learn(name, value, since);
     hub.publish(changes);
   };
   const unwatch = store.watch?.(fromElsewhere);
@@ -186,8 +232,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
   const fromSiblings = (changes: ReadonlyMap<string, number>) => {
     const watched = hub.watched(changes);
     if (watched.length === 0) return fromElsewhere(changes);
+    const since = aggregator.readEpoch();
     void Promise.all(watched.map(async (name) => [name, await store.get(name)] as const)).then(
-      (entries) => fromElsewhere(new Map([...changes, ...entries])),
+      (entries) => fromElsewhere(new Map([...changes, ...entries]), since),
       () => undefined,
     );
   };
@@ -195,13 +242,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
   const unbus = bus?.subscribe(fromSiblings);
   const unserve = bus?.serveFlush?.(() => aggregator.waitDurable());
 
-  const counters = new CounterService(
-    store,
-    aggregator,
-    changed,
-    wal,
-    bus?.flushSiblings?.bind(bus),
-  );
+  const counters = new CounterService(store, aggregator, changed, bus?.flushSiblings?.bind(bus));
   const keys = new IdempotencyKeys(store, { ttlMs: config.idempotencyTtlMs });
   const streams = new Set<EventStream>();
   let closing = false;
@@ -222,8 +263,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       requestTimeout: config.requestTimeoutMs,
       connectionsCheckingInterval: Math.max(100, Math.min(1000, config.requestTimeoutMs / 2)),
     },
-    requestIdHeader: 'x-request-id',
-    genReqId: nextRequestId,
+    // Our own reading of x-request-id (see requestId): Fastify's would echo any value.
+    requestIdHeader: false,
+    genReqId: requestId,
     clientErrorHandler: answerClientError,
     childLoggerFactory: (parent, bindings, options) =>
       lazyChildLogger(parent as Logger, bindings, options) as FastifyBaseLogger,
@@ -268,7 +310,15 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     metrics,
     instanceId,
     closing: () => closing,
-    checks: [() => wal?.problem()],
+    checks: [
+      () => wal?.problem(),
+      () => lease.problem(),
+      () => {
+        const failures = aggregator.consecutiveFailures();
+        if (failures < config.readyMaxFlushFailures) return undefined;
+        return `${failures} consecutive flushes failed; acknowledged increments wait in the log`;
+      },
+    ],
   });
   await app.register(counterRoutes, {
     counters,
@@ -319,6 +369,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
         );
       }
       await wal?.close();
+      await lease.release();
+      for (const lock of locks) lock.release();
       unwatch?.();
       unbus?.();
       unserve?.();
@@ -332,7 +384,10 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
   return { app, store, aggregator, hub, metrics, counters, wal, close };
 }
 
-/** Retries `op` with capped backoff until it succeeds: startup waits out a store outage. */
+/**
+ * Retries `op` with capped backoff until it succeeds: startup waits out a store outage. An
+ * instance id held by another process is not an outage: that error ends the start.
+ */
 async function untilDone<T>(
   op: () => Promise<T>,
   onError?: (err: unknown, attempt: number) => void,
@@ -341,6 +396,7 @@ async function untilDone<T>(
     try {
       return await op();
     } catch (err) {
+      if (err instanceof InstanceHeldError) throw err;
       onError?.(err, attempt);
       await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
     }
@@ -353,7 +409,17 @@ const CLOSE_GRACE_MS = 1000;
 /** Request ids: a random per-process prefix and a counter, unique without a random draw each. */
 const REQUEST_ID_PREFIX = randomBytes(4).toString('hex');
 let requestSeq = 0;
-function nextRequestId(): string {
+
+/**
+ * A client's `x-request-id` is kept when it is 1-128 visible ASCII characters (UUIDs, ULIDs,
+ * trace ids); anything else is replaced, since the id is echoed into every error body and log
+ * line of the request (a 12 KB id was, before).
+ */
+const CLIENT_REQUEST_ID_RE = /^[\x21-\x7e]{1,128}$/;
+
+function requestId(req: IncomingMessage): string {
+  const sent = req.headers['x-request-id'];
+  if (typeof sent === 'string' && CLIENT_REQUEST_ID_RE.test(sent)) return sent;
   requestSeq = (requestSeq + 1) % Number.MAX_SAFE_INTEGER;
   return `${REQUEST_ID_PREFIX}-${requestSeq.toString(36)}`;
 }

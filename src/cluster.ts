@@ -4,7 +4,8 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { ChangeBus } from './app.js';
 import type { Config } from './config.js';
-import { resolveInstanceId } from './instance.js';
+import { InstanceHeldError, resolveInstanceId } from './instance.js';
+import { DirectoryLockedError, lockDirectory } from './lock.js';
 import { runServer } from './server.js';
 
 /** Env var that tells a forked process which worker it is (1-based); set by the primary only. */
@@ -28,6 +29,9 @@ type ClusterMessage =
   | { tally: 'flush-done'; key: string; error?: string }
   | { tally: 'flushed'; id: number; error?: string };
 
+/** Locks this process holds for its lifetime (kept referenced). */
+const heldLocks: Array<{ release(): void }> = [];
+
 /** Longest a sibling flush may take before the asker gets an error, in ms. */
 const FLUSH_TIMEOUT_MS = 10_000;
 
@@ -38,6 +42,10 @@ const FLUSH_TIMEOUT_MS = 10_000;
  */
 export async function serve(config: Config): Promise<void> {
   if (cluster.isWorker) return runWorker(config);
+  // One process per data dir, before any log in it is read: a second `tally serve` on the same
+  // checkout must refuse to start, not replay (and delete) the running server's log. Held until
+  // this process exits; the kernel drops it even on kill -9.
+  heldLocks.push(lockDirectory(config.dataDir, 'data directory'));
   const workers = workerCount(config);
   if (workers === 1) {
     const { url } = await runServer(config);
@@ -199,11 +207,20 @@ async function runWorker(config: Config): Promise<void> {
   const bus = ipcBus(index, config.store === 'sqlite');
   // Worker 1 replays logs left by instance ids this run does not use (e.g. more workers before).
   const count = workerCount(config);
-  const { url } = await runServer(own, {
-    instanceSuffix: `-w${index}`,
-    bus,
-    liveSuffixes: index === 1 ? Array.from({ length: count }, (_, i) => `-w${i + 1}`) : false,
-  });
+  let url: string;
+  try {
+    ({ url } = await runServer(own, {
+      instanceSuffix: `-w${index}`,
+      bus,
+      liveSuffixes: index === 1 ? Array.from({ length: count }, (_, i) => `-w${i + 1}`) : false,
+    }));
+  } catch (err) {
+    if (err instanceof DirectoryLockedError || err instanceof InstanceHeldError) {
+      process.stderr.write(`tally: worker ${index}: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
   // A signal sent to the whole process group (Ctrl-C, systemd's control-group kill) reaches a
   // worker twice, directly and forwarded; runServer handles the first, this absorbs the rest.
   const ignore = () => {};

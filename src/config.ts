@@ -88,6 +88,7 @@ export const SETTINGS = {
     env: 'TALLY_ADMIN_TOKEN',
     schema: z.string().min(16).optional(),
     doc: 'Bearer token for PUT/DELETE (at least 16 characters); unset = admin routes answer 403',
+    secret: true,
   },
   logDir: {
     env: 'TALLY_LOG_DIR',
@@ -215,7 +216,12 @@ export function loadConfig(
       out[key] = parsed.data;
     } else {
       const why = parsed.error.issues.map((i) => i.message).join('; ');
-      problems.push(`${setting.env}=${JSON.stringify(raw)}: ${why}`);
+      // A secret is never printed, not even a rejected one (it may be the real token, mistyped).
+      const shown =
+        'secret' in setting && typeof raw === 'string'
+          ? `<hidden, ${raw.length} characters>`
+          : JSON.stringify(raw);
+      problems.push(`${setting.env}=${shown}: ${why}`);
     }
   }
   if (problems.length > 0) throw new ConfigError(`invalid configuration: ${problems.join(', ')}`);

@@ -4,6 +4,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { ClientError, call, counterPath } from './cli/client.js';
 import { serve } from './cluster.js';
 import { ConfigError, type ConfigInput, loadConfig, SETTINGS } from './config.js';
+import { InstanceHeldError } from './instance.js';
+import { DirectoryLockedError } from './lock.js';
 
 const program = new Command('tally')
   .description('Tally: a high-throughput counter service')
@@ -26,7 +28,16 @@ serveCmd.action(async (flags: Record<string, string>) => {
     }
     throw err;
   }
-  await serve(config);
+  try {
+    await serve(config);
+  } catch (err) {
+    // Refusals that say what to do: no stack trace, a non-zero exit.
+    if (err instanceof DirectoryLockedError || err instanceof InstanceHeldError) {
+      process.stderr.write(`tally: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
 });
 
 const urlOption = [

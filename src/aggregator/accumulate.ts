@@ -3,8 +3,9 @@ import { type AggregatorOptions, WriteBehindAggregator } from './write-behind.js
 
 /**
  * The default design. `add` is one Map update; every `flushIntervalMs` (±10%) the whole Map is
- * swapped out and sent as one batch. The bound (`maxPending`) counts distinct counters pending
- * plus those in the batch being flushed, since memory grows with names, not with increments.
+ * swapped out and sent as one batch. The bound (`maxPending`) counts distinct counters pending,
+ * held for an admission whose log write is under way, and in the batch being flushed, since
+ * memory grows with names, not with increments.
  */
 export class AccumulateAggregator extends WriteBehindAggregator {
   readonly kind = 'accumulate';
@@ -34,10 +35,15 @@ export class AccumulateAggregator extends WriteBehindAggregator {
     return deltas.size === 0 ? null : { deltas, ticket: this.ticket };
   }
 
-  protected hasRoom(names: Iterable<string>): boolean {
-    let newNames = 0;
-    for (const name of names) if (!this.pending.has(name)) newNames++;
-    return newNames === 0 || this.pending.size + this.inflightSize() + newNames <= this.maxPending;
+  protected isPending(name: string): boolean {
+    return this.pending.has(name);
+  }
+
+  protected hasRoom(fresh: number): boolean {
+    return (
+      fresh === 0 ||
+      this.pending.size + this.heldOutside + this.inflightSize() + fresh <= this.maxPending
+    );
   }
 
   pendingSize(): number {

@@ -4,7 +4,8 @@ import { type AggregatorOptions, WriteBehindAggregator } from './write-behind.js
 /**
  * Producer/consumer design. `add` appends to a fixed-size ring buffer; the worker wakes as soon
  * as the queue is not empty, takes up to `maxBatchSize` increments, coalesces them per counter
- * and applies them as one batch. The bound (`maxPending`) counts queued increments, so memory is
+ * and applies them as one batch. The bound (`maxPending`) counts queued increments plus those
+ * admitted whose log write is under way, so the ring can never be written past and memory is
  * fixed up front; per-counter sums are kept beside the queue so estimates stay O(1).
  */
 export class QueueAggregator extends WriteBehindAggregator {
@@ -65,8 +66,13 @@ export class QueueAggregator extends WriteBehindAggregator {
     return this.length > 0 ? this.takeDeltas() : null;
   }
 
-  protected hasRoom(_names: Iterable<string>, items: number): boolean {
-    return this.length + items <= this.maxPending;
+  protected isPending(name: string): boolean {
+    return this.queued.has(name);
+  }
+
+  protected hasRoom(_fresh: number, items: number): boolean {
+    // Slots held for admissions whose log write is under way are taken already.
+    return this.length + this.heldItems + items <= this.maxPending;
   }
 
   pendingSize(): number {

@@ -10,14 +10,19 @@ import type { Batch, BatchResult, Store } from '../store/interface.js';
 /** Options shared by both aggregators. */
 export interface AggregatorOptions {
   readonly store: Store;
-  /** This instance's stable id; part of every batch's identity. */
-  readonly instanceId: string;
+  /**
+   * Identity of this process's batches: `<instanceId>@<epoch>`, the epoch claimed in the store at
+   * start, so no two processes ever share a batch sequence (see docs/reliability.md).
+   */
+  readonly writerId: string;
   /** Seq of the first batch this process sends (store's last seq + 1). @default 1 */
   readonly firstSeq?: number;
   /** Accumulate: ms between flushes, jittered ±10%. @default 100 */
   readonly flushIntervalMs?: number;
   /** Bound on pending work (see each aggregator). @default 1_000_000 */
   readonly maxPending?: number;
+  /** Bound on acknowledged increments the store does not hold yet. @default 10_000_000 */
+  readonly maxUnflushed?: number;
   /** Queue: most increments one drain takes. @default 100_000 */
   readonly maxBatchSize?: number;
   /** First retry delay after a failed flush, in ms; doubles up to `retryMaxMs`. @default 50 */
@@ -32,8 +37,16 @@ export interface AggregatorOptions {
   readonly journal?: Journal;
 }
 
-/** What the aggregator tells the write-ahead log. */
+/**
+ * The write-ahead log as the aggregator drives it. Item numbers are tickets: an increment is
+ * appended after its admission is reserved and becomes pending once the append resolves, in
+ * append order.
+ */
 export interface Journal {
+  /** Logs one increment; resolves once it is durable enough to acknowledge. */
+  append(name: string, by: number): Promise<void>;
+  /** Logs several increments as one unit. */
+  appendMany(items: readonly Increment[]): Promise<void>;
   /** Batch `seq` holds every increment up to `lastTicket`; must be on disk before it is sent. */
   seal(seq: number, lastTicket: number): Promise<void>;
   /** The store holds every increment up to `ticket`. */
@@ -48,6 +61,11 @@ export interface AggregatorEvents {
   onFlushError?(batch: Batch, err: unknown, consecutiveFailures: number): void;
   /** The store was unhealthy and a flush succeeded again. */
   onRecovered?(): void;
+  /**
+   * A batch's first attempt was reported as already applied: some other process sent batches
+   * under this writer id. Its deltas were not counted; this aggregator stops admitting.
+   */
+  onIdentityConflict?(batch: Batch): void;
 }
 
 /** One increment, as the batch route passes them. */
@@ -64,6 +82,17 @@ export interface DrainResult {
   readonly unflushed: number;
 }
 
+/** Increments of one counter admitted but not yet logged: the headroom they may still take. */
+interface Hold {
+  /** Sum of the positive and of the negative held deltas. */
+  up: number;
+  down: number;
+  /** Held increments. */
+  n: number;
+  /** Not pending when held: takes a pending slot of its own (accumulate's bound). */
+  outside: boolean;
+}
+
 interface Waiter {
   readonly ticket: number;
   resolve(): void;
@@ -76,20 +105,28 @@ interface Waiter {
  * (queue).
  *
  * Invariants:
- * - `add` is synchronous, does no I/O, and either records the increment or throws a TallyError.
+ * - Admission (`admit`, `admitMany`) is one synchronous step that reserves everything an
+ *   increment needs — pending room, unflushed room and the counter's headroom toward ±(2^53-1),
+ *   counting deltas already pending, in flight or held for other admissions — or throws a
+ *   TallyError and changes nothing. The journal append follows; when it resolves the increment
+ *   becomes pending, when it fails the reservation is released. Requests of one event-loop turn
+ *   therefore see each other's reservations: no bound can be passed.
  * - At most one `store.applyBatch` is in flight.
- * - A failed batch is retried unchanged, with the same `(instanceId, seq)`, until it succeeds:
+ * - A failed batch is retried unchanged, with the same `(writerId, seq)`, until it succeeds:
  *   newer increments wait for the next seq. Merging them into the retried batch would lose them
  *   if the first attempt had in fact been applied (the store would report it as a duplicate).
  * - Every accepted increment gets a ticket; `durableTicket` is the highest ticket the store holds.
+ * - Stored values enter the estimates one way: from this process's own batch results, or
+ *   through `learn` (reads, sets, other instances), under one rule.
  */
 export abstract class WriteBehindAggregator {
   abstract readonly kind: 'accumulate' | 'queue';
   protected readonly store: Store;
-  protected readonly instanceId: string;
+  protected readonly writerId: string;
   protected readonly flushIntervalMs: number;
   protected readonly maxPending: number;
   protected readonly maxBatchSize: number;
+  private readonly maxUnflushed: number;
   private readonly retryBaseMs: number;
   private readonly retryMaxMs: number;
   private readonly maxKnown: number;
@@ -99,6 +136,8 @@ export abstract class WriteBehindAggregator {
   /** Last stored value seen per counter: from flush results, reads, sets and other instances. */
   private readonly known = new Map<string, number>();
   private inflight: Batch | null = null;
+  /** Attempts of the in-flight batch so far (a duplicate on the first one is a conflict). */
+  private inflightAttempts = 0;
   /** Work cut off by `exclusive`, flushed before anything accepted after the cut. */
   private sealed: Array<{ deltas: Map<string, number>; ticket: number }> = [];
   private inflightTicket = 0;
@@ -107,6 +146,14 @@ export abstract class WriteBehindAggregator {
   protected ticket = 0;
   private durableTicket = 0;
   private waiters: Waiter[] = [];
+  /** Admitted increments whose journal append has not resolved yet, per counter. */
+  private readonly holds = new Map<string, Hold>();
+  /** Increments held in `holds`. */
+  protected heldItems = 0;
+  /** Held counters that are not pending: each takes a pending slot of its own. */
+  protected heldOutside = 0;
+  /** Why admission is refused for good (the instance id was taken), if it is. */
+  private suspended: TallyError | null = null;
 
   private lock: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
@@ -119,10 +166,11 @@ export abstract class WriteBehindAggregator {
 
   constructor(options: AggregatorOptions) {
     this.store = options.store;
-    this.instanceId = options.instanceId;
+    this.writerId = options.writerId;
     this.nextSeq = options.firstSeq ?? 1;
     this.flushIntervalMs = options.flushIntervalMs ?? 100;
     this.maxPending = options.maxPending ?? 1_000_000;
+    this.maxUnflushed = options.maxUnflushed ?? 10_000_000;
     this.maxBatchSize = options.maxBatchSize ?? 100_000;
     this.retryBaseMs = options.retryBaseMs ?? 50;
     this.retryMaxMs = options.retryMaxMs ?? 2000;
@@ -133,14 +181,19 @@ export abstract class WriteBehindAggregator {
 
   // ---- what each design provides ----
 
-  /** Records an accepted increment (already validated and checked for room). */
+  /** Records an accepted increment (its room was reserved at admission). */
   protected abstract buffer(name: string, by: number): void;
   /** Pending (not yet in a batch) delta of one counter. */
   protected abstract pendingDelta(name: string): number;
+  /** True when the counter has a pending delta. */
+  protected abstract isPending(name: string): boolean;
   /** Takes pending work for the next batch; null when there is none. */
   protected abstract takeDeltas(): { deltas: Map<string, number>; ticket: number } | null;
-  /** True when increments to these counters (`items` in all) fit within `maxPending`. */
-  protected abstract hasRoom(names: Iterable<string>, items: number): boolean;
+  /**
+   * True when `items` more increments, `fresh` of them on counters neither pending nor held,
+   * fit within `maxPending` on top of everything pending, in flight and held.
+   */
+  protected abstract hasRoom(fresh: number, items: number): boolean;
   /** Pending work in the bound's unit (distinct counters or queued increments). */
   abstract pendingSize(): number;
   /** Increments accepted but not yet in a batch. */
@@ -148,71 +201,170 @@ export abstract class WriteBehindAggregator {
   /** True when the worker should run again right away after a successful flush. */
   protected abstract eager(): boolean;
 
-  // ---- the hot path ----
+  // ---- admission: the hot path ----
 
   /**
-   * Accepts one increment and returns this instance's estimate of the counter after it.
-   * Throws OVERLOADED, COUNTER_OVERFLOW or SHUTTING_DOWN; never does I/O.
+   * Admits one increment: reserves (or throws OVERLOADED, COUNTER_OVERFLOW, SHUTTING_DOWN,
+   * IDENTITY_CONFLICT, changing nothing), logs, then makes it pending. Resolves with this
+   * instance's estimate of the counter after it; rejects with the journal's error (nothing
+   * counted) if the log write fails.
    */
-  add(name: string, by: number): number {
-    this.check(name, by);
-    return this.accept(name, by);
-  }
-
-  /** Throws what `add` would throw, changing nothing. */
-  check(name: string, by: number): void {
-    if (this.stopping) throw new TallyError('SHUTTING_DOWN');
-    if (!this.hasRoom([name], 1)) this.overloaded();
-    if (!inRange(this.estimate(name) + by)) throw new TallyError('COUNTER_OVERFLOW');
+  admit(name: string, by: number): Promise<number> {
+    this.refuseIfClosed();
+    const hold = this.holds.get(name);
+    const fresh = hold === undefined && !this.isPending(name) ? 1 : 0;
+    if (!this.unflushedRoom(1) || !this.hasRoom(fresh, 1)) this.overloaded();
+    if (!this.fits(name, by, hold)) throw new TallyError('COUNTER_OVERFLOW');
+    const journal = this.journal;
+    if (journal === undefined) {
+      this.accept(name, by);
+      return Promise.resolve(this.estimate(name));
+    }
+    this.hold(name, by, hold);
+    return journal.append(name, by).then(
+      () => {
+        this.release(name, by);
+        this.accept(name, by);
+        return this.estimate(name);
+      },
+      (err: unknown) => {
+        this.release(name, by);
+        throw err;
+      },
+    );
   }
 
   /**
-   * Records an increment already checked and logged; never throws. The write-ahead log path
-   * checks, awaits the log, then accepts: an increment in the log must reach the store.
+   * Admits several increments, all or none (same errors as `admit`; one journal append).
+   * Resolves with the ticket of the last, for `waitDurable`.
    */
-  accept(name: string, by: number): number {
-    this.buffer(name, by);
-    this.ticket++;
-    if (this.eager()) this.kick();
-    return this.estimate(name);
-  }
-
-  /** Accepts all increments or none (same errors as `add`). Returns the ticket of the last. */
-  addMany(items: readonly Increment[]): number {
-    this.checkMany(items);
-    return this.acceptMany(items);
-  }
-
-  /** Throws what `addMany` would throw, changing nothing. */
-  checkMany(items: readonly Increment[]): void {
-    if (this.stopping) throw new TallyError('SHUTTING_DOWN');
+  admitMany(items: readonly Increment[]): Promise<number> {
+    this.refuseIfClosed();
     const totals = new Map<string, number>();
     for (const { name, by } of items) totals.set(name, (totals.get(name) ?? 0) + by);
+    let fresh = 0;
     for (const [name, total] of totals) {
-      if (!inRange(this.estimate(name) + total)) {
+      const hold = this.holds.get(name);
+      if (hold === undefined && !this.isPending(name)) fresh++;
+      if (!this.fits(name, total, hold)) {
         throw new TallyError(
           'COUNTER_OVERFLOW',
           `Counter "${name}" would leave ±(2^53-1); nothing was applied`,
         );
       }
     }
-    if (!this.hasRoom(totals.keys(), items.length)) this.overloaded();
-  }
-
-  /** Records checked and logged increments; returns the ticket of the last. */
-  acceptMany(items: readonly Increment[]): number {
-    for (const { name, by } of items) {
-      this.buffer(name, by);
-      this.ticket++;
+    if (!this.unflushedRoom(items.length) || !this.hasRoom(fresh, items.length)) {
+      this.overloaded();
     }
-    if (this.eager()) this.kick();
-    return this.ticket;
+    const journal = this.journal;
+    if (journal === undefined) {
+      for (const { name, by } of items) this.accept(name, by);
+      return Promise.resolve(this.ticket);
+    }
+    for (const { name, by } of items) this.hold(name, by, this.holds.get(name));
+    const releaseAll = () => {
+      for (const { name, by } of items) this.release(name, by);
+    };
+    return journal.appendMany(items).then(
+      () => {
+        releaseAll();
+        for (const { name, by } of items) this.accept(name, by);
+        return this.ticket;
+      },
+      (err: unknown) => {
+        releaseAll();
+        throw err;
+      },
+    );
   }
 
   /** Ticket of the latest accepted increment; pass to `waitDurable`. */
   currentTicket(): number {
     return this.ticket;
   }
+
+  /**
+   * Refuses every later admission with `reason` (the instance id was taken by another process).
+   * What was acknowledged is still flushed: it goes out under this process's own writer id.
+   */
+  suspend(reason: TallyError): void {
+    this.suspended ??= reason;
+  }
+
+  /** Why admissions are refused for good, if they are. */
+  suspendedReason(): TallyError | null {
+    return this.suspended;
+  }
+
+  private refuseIfClosed(): void {
+    if (this.stopping) throw new TallyError('SHUTTING_DOWN');
+    if (this.suspended !== null) throw this.suspended;
+  }
+
+  private unflushedRoom(items: number): boolean {
+    return this.ticket - this.durableTicket + this.heldItems + items <= this.maxUnflushed;
+  }
+
+  /** Whether `delta` keeps the counter within ±(2^53-1) however the held admissions end. */
+  private fits(name: string, delta: number, hold: Hold | undefined): boolean {
+    const base = this.estimate(name) + delta;
+    if (hold === undefined) return inRange(base);
+    return inRange(base + hold.up) && inRange(base + hold.down);
+  }
+
+  private hold(name: string, by: number, hold: Hold | undefined): void {
+    if (hold === undefined) {
+      const outside = !this.isPending(name);
+      if (outside) this.heldOutside++;
+      this.holds.set(name, { up: Math.max(by, 0), down: Math.min(by, 0), n: 1, outside });
+    } else {
+      if (by > 0) hold.up += by;
+      else hold.down += by;
+      hold.n++;
+    }
+    this.heldItems++;
+  }
+
+  private release(name: string, by: number): void {
+    const hold = this.holds.get(name);
+    if (hold === undefined) return;
+    if (by > 0) hold.up -= by;
+    else hold.down -= by;
+    this.heldItems--;
+    if (--hold.n === 0) {
+      this.holds.delete(name);
+      if (hold.outside) this.heldOutside--;
+    }
+  }
+
+  /** Makes an admitted (and logged) increment pending; never throws. */
+  private accept(name: string, by: number): void {
+    this.buffer(name, by);
+    this.ticket++;
+    const hold = this.holds.get(name);
+    if (hold?.outside) {
+      // Pending now: its slot is counted there.
+      hold.outside = false;
+      this.heldOutside--;
+    }
+    if (this.eager()) this.kick();
+  }
+
+  /** Takes the next batch's deltas; held counters no longer pending take slots of their own. */
+  private take(): { deltas: Map<string, number>; ticket: number } | null {
+    const taken = this.takeDeltas();
+    if (taken !== null && this.holds.size > 0) {
+      for (const [name, hold] of this.holds) {
+        if (!hold.outside && !this.isPending(name)) {
+          hold.outside = true;
+          this.heldOutside++;
+        }
+      }
+    }
+    return taken;
+  }
+
+  // ---- estimates and stored values ----
 
   /** Last stored value + in-flight + pending deltas. */
   estimate(name: string): number {
@@ -226,20 +378,28 @@ export abstract class WriteBehindAggregator {
     return this.known.has(name);
   }
 
-  /** Records a stored value learned elsewhere (a read, another instance's flush). */
-  learn(name: string, value: number | undefined): void {
-    if (value === undefined) this.known.delete(name);
-    else this.remember(name, value);
-  }
-
-  /** Records a value read from the store unless a flush already told us a newer one. */
-  learnIfUnknown(name: string, value: number): void {
-    if (!this.known.has(name)) this.remember(name, value);
-  }
-
   /** Last stored value known, if any. */
   knownValue(name: string): number | undefined {
     return this.known.get(name);
+  }
+
+  /** Pass to `learn` with a value read from the store: taken when the read began. */
+  readEpoch(): number {
+    return this.applied;
+  }
+
+  /**
+   * The one way a stored value learned outside this process's own batches (a read, a set or
+   * delete, another instance's change) enters the estimates. It is taken unless a batch of ours
+   * that carries this counter is in flight (the value may or may not include its delta), or, for
+   * a read, one of our batches was applied or an admin write ran since the read began (`since`,
+   * from `readEpoch()`; the read may predate it, and taking it would step back). Returns whether
+   * it was taken.
+   */
+  learn(name: string, value: number, since = this.applied): boolean {
+    if (since !== this.applied || (this.inflight?.deltas.has(name) ?? false)) return false;
+    this.remember(name, value);
+    return true;
   }
 
   /** True unless the last flush attempt failed. */
@@ -257,19 +417,9 @@ export abstract class WriteBehindAggregator {
     return this.inflight?.deltas.size ?? 0;
   }
 
-  /** Delta of a counter in the batch being flushed or retried. */
-  inflightDelta(name: string): number {
-    return this.inflight?.deltas.get(name) ?? 0;
-  }
-
-  /** Batches applied by this process so far; changes whenever known values may have moved. */
-  appliedBatches(): number {
-    return this.applied;
-  }
-
-  /** Next batch seq this instance will use. */
-  peekNextSeq(): number {
-    return this.nextSeq;
+  /** Acknowledged increments the store does not hold yet (the log's backlog). */
+  unflushed(): number {
+    return this.ticket - this.durableTicket;
   }
 
   // ---- durability ----
@@ -294,7 +444,7 @@ export abstract class WriteBehindAggregator {
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const target = this.ticket;
     // Cut now, synchronously: increments accepted from here on wait until after `fn`.
-    for (let taken = this.takeDeltas(); taken !== null; taken = this.takeDeltas()) {
+    for (let taken = this.take(); taken !== null; taken = this.take()) {
       this.sealed.push(taken);
     }
     return this.withLock(async () => {
@@ -324,7 +474,7 @@ export abstract class WriteBehindAggregator {
   async drain(timeoutMs: number): Promise<DrainResult> {
     this.stopping = true;
     this.clearTimer();
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     let delay = this.retryBaseMs;
     for (;;) {
       try {
@@ -335,7 +485,7 @@ export abstract class WriteBehindAggregator {
         });
         return { drained: true, unflushed: 0 };
       } catch {
-        if (Date.now() + delay > deadline) break;
+        if (performance.now() + delay > deadline) break;
         await sleep(delay);
         delay = Math.min(delay * 2, this.retryMaxMs);
       }
@@ -348,14 +498,15 @@ export abstract class WriteBehindAggregator {
   /** Wakes the worker now unless a flush is running (it re-checks when done). */
   protected kick(): void {
     if (!this.started || this.flushing || this.stopping) return;
-    if (this.timer !== null && this.timerDue <= Date.now() + 1) return;
+    if (this.timer !== null && this.timerDue <= performance.now() + 1) return;
     if (this.failures > 0 && this.timer !== null) return; // keep the backoff
     this.schedule(0);
   }
 
   private schedule(delayMs: number): void {
     this.clearTimer();
-    this.timerDue = Date.now() + delayMs;
+    // Monotonic: a wall clock stepped back must not make the worker think a timer is far off.
+    this.timerDue = performance.now() + delayMs;
     this.timer = setTimeout(() => {
       this.timer = null;
       void this.tick();
@@ -392,19 +543,21 @@ export abstract class WriteBehindAggregator {
   /** Applies the in-flight batch, or the next one; must run under the lock. */
   private async flushOnce(): Promise<void> {
     if (this.inflight === null) {
-      const taken = this.sealed.shift() ?? this.takeDeltas();
+      const taken = this.sealed.shift() ?? this.take();
       if (taken === null) {
         this.settle(this.ticket);
         return;
       }
-      this.inflight = { instanceId: this.instanceId, seq: this.nextSeq++, deltas: taken.deltas };
+      this.inflight = { instanceId: this.writerId, seq: this.nextSeq++, deltas: taken.deltas };
       this.inflightTicket = taken.ticket;
+      this.inflightAttempts = 0;
       // The marker must be on disk before the store may apply the batch: a crash after the
       // apply then replays it under the same seq, which the store skips.
       await this.journal?.seal(this.inflight.seq, taken.ticket);
     }
     const batch = this.inflight;
     const started = performance.now();
+    this.inflightAttempts++;
     let result: BatchResult;
     try {
       result = await this.store.applyBatch(batch);
@@ -416,6 +569,12 @@ export abstract class WriteBehindAggregator {
       this.waiters = [];
       for (const w of waiters) w.reject(error);
       throw err;
+    }
+    if (result.duplicate && this.inflightAttempts === 1) {
+      // Nothing of ours can have applied this seq: another process writes as us. Its deltas are
+      // lost to the store unless we stop here and say so loudly.
+      this.suspend(new TallyError('IDENTITY_CONFLICT'));
+      this.events.onIdentityConflict?.(batch);
     }
     this.inflight = null;
     this.applied++;

@@ -2,7 +2,6 @@
 import type { Aggregator, Increment } from '../aggregator/index.js';
 import { TallyError } from '../errors.js';
 import type { ListOptions, ListPage, Store } from '../store/interface.js';
-import type { WriteAheadLog } from '../wal/wal.js';
 
 /** eventual: answer from memory (202); strong: answer once the store holds it (200). */
 export type Consistency = 'eventual' | 'strong';
@@ -19,8 +18,9 @@ export interface CounterReading {
 const WARM_TIMEOUT_MS = 250;
 
 /**
- * Counter operations. Increments go through the aggregator (no I/O for a counter this instance
- * has seen); admin writes are ordered against pending increments with `exclusive`.
+ * Counter operations. Increments are admitted by the aggregator, which owns the whole admission
+ * (bounds, headroom, the write-ahead log); no I/O for a counter this instance has seen. Admin
+ * writes are ordered against pending increments with `exclusive`.
  */
 export class CounterService {
   private readonly warming = new Map<string, Promise<void>>();
@@ -30,8 +30,6 @@ export class CounterService {
     private readonly aggregator: Aggregator,
     /** Told of values this process changed (live streams, sibling processes). */
     private readonly changed: (changes: ReadonlyMap<string, number>) => void,
-    /** The write-ahead log; when set, every increment is logged before it is accepted. */
-    private readonly wal?: WriteAheadLog,
     /** Flushes sibling processes (cluster workers); strong reads and admin writes wait for it. */
     private readonly siblings?: () => Promise<void>,
   ) {}
@@ -46,20 +44,12 @@ export class CounterService {
       if (!this.aggregator.healthy()) {
         throw new TallyError('STORE_UNAVAILABLE', undefined, { retryAfterS: 1 });
       }
-      await this.accept(name, by);
+      await this.aggregator.admit(name, by);
       await this.confirm(this.aggregator.currentTicket());
       return this.aggregator.knownValue(name) ?? (await this.store.get(name));
     }
     if (!this.aggregator.knows(name)) await this.warm(name);
-    return this.accept(name, by);
-  }
-
-  /** Check, log (if the log is on), accept: a logged increment is always accepted. */
-  private async accept(name: string, by: number): Promise<number> {
-    if (this.wal === undefined) return this.aggregator.add(name, by);
-    this.aggregator.check(name, by);
-    await this.wal.append(name, by);
-    return this.aggregator.accept(name, by);
+    return this.aggregator.admit(name, by);
   }
 
   /** Adds a batch of increments, all or none. Returns how many were accepted. */
@@ -67,13 +57,7 @@ export class CounterService {
     if (consistency === 'strong' && !this.aggregator.healthy()) {
       throw new TallyError('STORE_UNAVAILABLE', undefined, { retryAfterS: 1 });
     }
-    let ticket: number;
-    if (this.wal === undefined) ticket = this.aggregator.addMany(items);
-    else {
-      this.aggregator.checkMany(items);
-      await this.wal.appendMany(items);
-      ticket = this.aggregator.acceptMany(items);
-    }
+    const ticket = await this.aggregator.admitMany(items);
     if (consistency === 'strong') await this.confirm(ticket);
     return items.length;
   }
@@ -151,16 +135,11 @@ export class CounterService {
     return this.wrapStore(() => this.store.list(options));
   }
 
-  /**
-   * Reads the stored value and refreshes this instance's known value, unless one of our batches
-   * was applied meanwhile (the read may then predate it, and learning it would step back).
-   */
+  /** Reads the stored value and offers it to the estimates (`learn` decides). */
   private async readStore(name: string): Promise<number> {
-    const epoch = this.aggregator.appliedBatches();
+    const since = this.aggregator.readEpoch();
     const value = await this.wrapStore(() => this.store.get(name));
-    if (epoch === this.aggregator.appliedBatches() && this.aggregator.inflightDelta(name) === 0) {
-      this.aggregator.learn(name, value);
-    }
+    this.aggregator.learn(name, value, since);
     return value;
   }
 
@@ -172,8 +151,9 @@ export class CounterService {
   private warm(name: string): Promise<void> {
     let p = this.warming.get(name);
     if (p === undefined) {
+      const since = this.aggregator.readEpoch();
       const read = this.store.get(name).then(
-        (v) => this.aggregator.learnIfUnknown(name, v),
+        (v) => void this.aggregator.learn(name, v, since),
         () => undefined,
       );
       p = Promise.race([read, delay(WARM_TIMEOUT_MS)]).finally(() => this.warming.delete(name));

@@ -49,6 +49,11 @@ export class Metrics {
     help: 'Counter deltas the store refused because the value would leave ±(2^53-1)',
     registers: [this.registry],
   });
+  readonly identityConflicts = new Counter({
+    name: 'tally_identity_conflicts_total',
+    help: 'Times another process was found using this instance id (lease taken, or a batch already applied on its first attempt)',
+    registers: [this.registry],
+  });
   readonly pendingDeltas = new Gauge({
     name: 'tally_pending_deltas',
     help: 'Pending work: distinct counters (accumulate) or queued increments (queue)',

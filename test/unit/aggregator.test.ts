@@ -32,12 +32,12 @@ const designs: Array<[string, (o: AggregatorOptions) => Aggregator]> = [
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.each(designs)('%s aggregator', (_label, make) => {
-  const base = { instanceId: 'test', flushIntervalMs: 20, retryBaseMs: 5, retryMaxMs: 20 };
+  const base = { writerId: 'test@1', flushIntervalMs: 20, retryBaseMs: 5, retryMaxMs: 20 };
 
   it('remembers at most maxKnown stored values, forgetting the oldest first', async () => {
     const store = new FlakyStore();
     const agg = make({ ...base, store, maxKnown: 100 });
-    for (let i = 0; i < 1000; i++) agg.add(`k${i}`, 1);
+    for (let i = 0; i < 1000; i++) await agg.admit(`k${i}`, 1);
     agg.start();
     await agg.waitDurable();
     const known = Array.from({ length: 1000 }, (_, i) => agg.knows(`k${i}`));
@@ -54,9 +54,9 @@ describe.each(designs)('%s aggregator', (_label, make) => {
   it('returns estimates without I/O and flushes exact sums', async () => {
     const store = new FlakyStore();
     const agg = make({ ...base, store });
-    expect(agg.add('a', 1)).toBe(1);
-    expect(agg.add('a', 2)).toBe(3);
-    expect(agg.add('b', -5)).toBe(-5);
+    expect(await agg.admit('a', 1)).toBe(1);
+    expect(await agg.admit('a', 2)).toBe(3);
+    expect(await agg.admit('b', -5)).toBe(-5);
     expect(store.attempts).toHaveLength(0);
     agg.start();
     await agg.waitDurable();
@@ -72,11 +72,11 @@ describe.each(designs)('%s aggregator', (_label, make) => {
     store.mode = 'apply-then-fail';
     const agg = make({ ...base, store });
     agg.start();
-    agg.add('x', 7);
+    await agg.admit('x', 7);
     await sleep(80);
     expect(store.attempts.length).toBeGreaterThan(0);
     // More increments while the batch is stuck go to a later batch, not into the retried one.
-    agg.add('x', 1);
+    await agg.admit('x', 1);
     store.mode = 'ok';
     await agg.waitDurable();
     const first = store.attempts[0]!;
@@ -94,7 +94,7 @@ describe.each(designs)('%s aggregator', (_label, make) => {
     store.mode = 'fail';
     const agg = make({ ...base, store });
     agg.start();
-    agg.add('s', 1);
+    await agg.admit('s', 1);
     await expect(agg.waitDurable()).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
     expect(agg.healthy()).toBe(false);
     store.mode = 'ok';
@@ -113,7 +113,7 @@ describe.each(designs)('%s aggregator', (_label, make) => {
     let refused = 0;
     for (let i = 0; i < 100; i++) {
       try {
-        agg.add(`n${i}`, 1);
+        await agg.admit(`n${i}`, 1);
         accepted++;
       } catch (err) {
         expect(err).toBeInstanceOf(TallyError);
@@ -136,10 +136,12 @@ describe.each(designs)('%s aggregator', (_label, make) => {
     await store.set('big', Number.MAX_SAFE_INTEGER - 1);
     const agg = make({ ...base, store });
     agg.learn('big', Number.MAX_SAFE_INTEGER - 1);
-    expect(agg.add('big', 1)).toBe(Number.MAX_SAFE_INTEGER);
-    expect(() => agg.add('big', 1)).toThrow(expect.objectContaining({ code: 'COUNTER_OVERFLOW' }));
+    expect(await agg.admit('big', 1)).toBe(Number.MAX_SAFE_INTEGER);
+    expect(() => agg.admit('big', 1)).toThrow(
+      expect.objectContaining({ code: 'COUNTER_OVERFLOW' }),
+    );
     expect(() =>
-      agg.addMany([
+      agg.admitMany([
         { name: 'ok', by: 1 },
         { name: 'big', by: 1 },
       ]),
@@ -154,12 +156,12 @@ describe.each(designs)('%s aggregator', (_label, make) => {
     store.delayMs = 5;
     const agg = make({ ...base, store });
     agg.start();
-    agg.add('c', 5);
+    await agg.admit('c', 5);
     const setDone = agg.exclusive(async () => {
       await store.set('c', 100);
       agg.learn('c', 100);
     });
-    agg.add('c', 1); // accepted after the set was asked for: applied after it
+    await agg.admit('c', 1); // accepted after the set was asked for: applied after it
     await setDone;
     await agg.waitDurable();
     expect(await store.get('c')).toBe(101);
@@ -170,10 +172,10 @@ describe.each(designs)('%s aggregator', (_label, make) => {
     const store = new FlakyStore();
     const agg = make({ ...base, store, firstSeq: 42 });
     agg.start();
-    agg.add('q', 1);
+    await agg.admit('q', 1);
     await agg.waitDurable();
     expect(store.attempts[0]?.seq).toBe(42);
-    expect(await store.lastSeq('test')).toBe(42);
+    expect(await store.lastSeq('test@1')).toBe(42);
     await agg.drain(1000);
   });
 
@@ -181,19 +183,19 @@ describe.each(designs)('%s aggregator', (_label, make) => {
     const store = new FlakyStore();
     const agg = make({ ...base, store, flushIntervalMs: 60_000 });
     agg.start();
-    for (let i = 0; i < 1000; i++) agg.add(`d${i % 10}`, 1);
+    for (let i = 0; i < 1000; i++) await agg.admit(`d${i % 10}`, 1);
     const result = await agg.drain(1000);
     expect(result).toEqual({ drained: true, unflushed: 0 });
     expect(await store.get('d3')).toBe(100);
-    expect(() => agg.add('d1', 1)).toThrow(expect.objectContaining({ code: 'SHUTTING_DOWN' }));
+    expect(() => agg.admit('d1', 1)).toThrow(expect.objectContaining({ code: 'SHUTTING_DOWN' }));
   });
 
   it('drain gives up after its timeout and reports what is unflushed', async () => {
     const store = new FlakyStore();
     store.mode = 'fail';
     const agg = make({ ...base, store });
-    agg.add('u', 1);
-    agg.add('u', 1);
+    await agg.admit('u', 1);
+    await agg.admit('u', 1);
     const result = await agg.drain(100);
     expect(result.drained).toBe(false);
     expect(result.unflushed).toBe(2);
@@ -203,12 +205,153 @@ describe.each(designs)('%s aggregator', (_label, make) => {
 describe('queue aggregator', () => {
   it('drains in batches of at most maxBatchSize', async () => {
     const store = new FlakyStore();
-    const agg = new QueueAggregator({ store, instanceId: 'q', maxBatchSize: 3, maxPending: 100 });
-    for (let i = 0; i < 10; i++) agg.add(`k${i}`, 1);
+    const agg = new QueueAggregator({ store, writerId: 'q@1', maxBatchSize: 3, maxPending: 100 });
+    for (let i = 0; i < 10; i++) await agg.admit(`k${i}`, 1);
     agg.start();
     await agg.waitDurable();
     expect(store.attempts.every((b) => b.deltas.size <= 3)).toBe(true);
     expect(store.attempts.length).toBe(4);
+    await agg.drain(1000);
+  });
+});
+
+/** A journal whose appends resolve (or fail) only when the test says so. */
+class HeldJournal {
+  readonly appends: Array<{ resolve(): void; reject(err: unknown): void; items: number }> = [];
+  append(_name: string, _by: number): Promise<void> {
+    return this.hold(1);
+  }
+  appendMany(items: readonly { name: string; by: number }[]): Promise<void> {
+    return this.hold(items.length);
+  }
+  async seal(): Promise<void> {}
+  markDurable(): void {}
+  /** Resolves every append so far (or rejects them with `err`). */
+  settleAll(err?: unknown): void {
+    for (const a of this.appends.splice(0)) {
+      if (err === undefined) a.resolve();
+      else a.reject(err);
+    }
+  }
+  private hold(items: number): Promise<void> {
+    return new Promise((resolve, reject) => this.appends.push({ resolve, reject, items }));
+  }
+}
+
+describe.each(designs)('%s admission with a log', (_label, make) => {
+  const base = { writerId: 'adm@1', flushIntervalMs: 20, retryBaseMs: 5, retryMaxMs: 20 };
+
+  it('counts held admissions against the headroom and releases them when the log fails', async () => {
+    const store = new FlakyStore();
+    const journal = new HeldJournal();
+    const agg = make({ ...base, store, journal });
+    agg.learn('edge', Number.MAX_SAFE_INTEGER - 2);
+    const first = agg.admit('edge', 1);
+    const second = agg.admit('edge', 1);
+    // Two are held (logging); a third would not fit if both land.
+    expect(() => agg.admit('edge', 1)).toThrow(
+      expect.objectContaining({ code: 'COUNTER_OVERFLOW' }),
+    );
+    journal.settleAll(new Error('disk full'));
+    await expect(first).rejects.toThrow('disk full');
+    await expect(second).rejects.toThrow('disk full');
+    // Released: the room is there again, and nothing was counted.
+    expect(agg.estimate('edge')).toBe(Number.MAX_SAFE_INTEGER - 2);
+    const third = agg.admit('edge', 2);
+    journal.settleAll();
+    expect(await third).toBe(Number.MAX_SAFE_INTEGER);
+    await agg.drain(1000);
+  });
+
+  it('counts held admissions against maxPending', async () => {
+    const store = new FlakyStore();
+    const journal = new HeldJournal();
+    const agg = make({ ...base, store, journal, maxPending: 10 });
+    const held = Array.from({ length: 10 }, (_, i) => agg.admit(`p${i}`, 1));
+    expect(() => agg.admit('p-extra', 1)).toThrow(expect.objectContaining({ code: 'OVERLOADED' }));
+    journal.settleAll();
+    await Promise.all(held);
+    expect(agg.pendingSize()).toBe(10);
+    agg.start();
+    await agg.drain(1000);
+    expect(await store.get('p9')).toBe(1);
+  });
+
+  it('bounds acknowledged increments the store does not hold (maxUnflushed)', async () => {
+    const store = new FlakyStore();
+    store.mode = 'fail';
+    const agg = make({ ...base, store, maxUnflushed: 50, maxPending: 1000 });
+    agg.start();
+    let accepted = 0;
+    let refused = 0;
+    for (let i = 0; i < 80; i++) {
+      try {
+        await agg.admit('hot', 1);
+        accepted++;
+      } catch (err) {
+        expect((err as TallyError).code).toBe('OVERLOADED');
+        refused++;
+      }
+    }
+    expect(accepted).toBe(50);
+    expect(refused).toBe(30);
+    store.mode = 'ok';
+    expect((await agg.drain(2000)).drained).toBe(true);
+    expect(await store.get('hot')).toBe(50);
+  });
+
+  it('stops admitting when a first attempt is reported already applied (identity conflict)', async () => {
+    const store = new FlakyStore();
+    // Another process already used seq 1 under this writer id.
+    await store.applyBatch({ instanceId: 'adm@1', seq: 1, deltas: new Map([['other', 1]]) });
+    const conflicts: number[] = [];
+    const agg = make({
+      ...base,
+      store,
+      events: { onIdentityConflict: (b) => conflicts.push(b.seq) },
+    });
+    agg.start();
+    await agg.admit('mine', 1);
+    await agg.waitDurable();
+    expect(conflicts).toEqual([1]);
+    expect(() => agg.admit('mine', 1)).toThrow(
+      expect.objectContaining({ code: 'IDENTITY_CONFLICT' }),
+    );
+    await agg.drain(1000);
+  });
+
+  it('a retried batch found applied is no conflict', async () => {
+    const store = new FlakyStore();
+    store.mode = 'apply-then-fail';
+    const conflicts: number[] = [];
+    const agg = make({
+      ...base,
+      store,
+      events: { onIdentityConflict: (b) => conflicts.push(b.seq) },
+    });
+    agg.start();
+    await agg.admit('r', 1);
+    await new Promise((r) => setTimeout(r, 30));
+    store.mode = 'ok';
+    await agg.waitDurable().catch(() => agg.waitDurable());
+    expect(conflicts).toEqual([]);
+    expect(await store.get('r')).toBe(1);
+    await expect(agg.admit('r', 1)).resolves.toBe(2);
+    await agg.drain(1000);
+  });
+
+  it('learns a read value only when no batch of ours moved meanwhile', async () => {
+    const store = new FlakyStore();
+    const agg = make({ ...base, store });
+    agg.start();
+    const since = agg.readEpoch();
+    await agg.admit('l', 5);
+    await agg.waitDurable();
+    // A read that began before our batch landed may predate it: refused.
+    expect(agg.learn('l', 0, since)).toBe(false);
+    expect(agg.estimate('l')).toBe(5);
+    expect(agg.learn('l', 7, agg.readEpoch())).toBe(true);
+    expect(agg.estimate('l')).toBe(7);
     await agg.drain(1000);
   });
 });
