@@ -1,9 +1,17 @@
 /** @module wal/recover — applies what a previous process left in its log, exactly once. */
-import { readdir, rm, writeFile } from 'node:fs/promises';
+import { open, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Store } from '../store/interface.js';
 import { encodeFrame } from './frames.js';
-import { clearSegments, listSegments, readLog, segmentName } from './replay.js';
+import {
+  clearSegments,
+  foldRun,
+  type LogPlan,
+  MARKERS_ONLY,
+  planLog,
+  type RecoveredBatch,
+  segmentName,
+} from './replay.js';
 
 /** What a replay did. */
 export interface RecoveryResult {
@@ -19,62 +27,111 @@ export interface RecoveryResult {
   readonly tornBytes: number;
   /** Number for the next segment file, above any that existed. */
   readonly nextSegment: number;
+  /** Writer ids whose batches the log held, in the order found. */
+  readonly writers: readonly string[];
+}
+
+/** Options for {@link recoverLog}. */
+export interface RecoverOptions {
+  /**
+   * Most distinct counters in one batch cut from the uncut remainder. Bounds replay's memory
+   * (about 100 B per counter) and the size of one store transaction.
+   * @default 100000
+   */
+  readonly chunkCounters?: number;
 }
 
 /**
- * Replays `dir` into the store for `instanceId`, then removes the segments. Marked batches are
- * re-sent under their own seq (the store skips those it holds); increments after the last marker
- * get the next seq, and that marker is written to disk before they are sent, so a crash during
- * replay cannot apply them twice either.
+ * Replays `dir` into the store, then removes the segments. Each segment's batches go out under
+ * the writer id in its header (`instanceId` for headers without one). Marked batches are re-sent
+ * under their own seq, and those the store already holds are skipped without being summed; the
+ * increments after the last marker are sent in chunks under the next seqs, each chunk's marker
+ * written to disk before it is sent, so a crash during replay cannot apply a chunk twice.
+ *
+ * Two passes over the files: the first keeps only markers, the second sums each batch as it
+ * reads and applies it before reading on, so memory grows with the distinct counters of one
+ * batch and with the number of markers, not with the number of increments.
  */
 export async function recoverLog(
   dir: string,
   store: Store,
   instanceId: string,
+  options: RecoverOptions = {},
 ): Promise<RecoveryResult> {
-  const existing = await listSegments(dir);
-  const nextSegment = (existing[existing.length - 1]?.n ?? 0) + 1;
-  if (existing.length === 0) {
-    return { segments: 0, applied: 0, skipped: 0, increments: 0, tornBytes: 0, nextSegment };
-  }
-  const log = await readLog(dir);
-  const lastApplied = await store.lastSeq(instanceId);
-  let maxSeq = lastApplied;
-  let applied = 0;
-  let skipped = 0;
-  let increments = 0;
-  let markerSegment = nextSegment;
-  for (const batch of log.batches) {
-    let seq = batch.seq;
-    if (seq === undefined) {
-      seq = maxSeq + 1;
-      await writeFile(
-        join(dir, segmentName(markerSegment++)),
-        Buffer.concat([
-          encodeFrame(`S ${Number.MAX_SAFE_INTEGER}\n`),
-          encodeFrame(`M ${seq} ${Number.MAX_SAFE_INTEGER}\n`),
-        ]),
-        { flush: true },
-      );
+  const plan = await planLog(dir, instanceId);
+  const writers = [...new Set(plan.runs.map((run) => run.writer))];
+  const result = {
+    segments: plan.segments.length,
+    applied: 0,
+    skipped: 0,
+    increments: 0,
+    tornBytes: plan.tornBytes,
+    nextSegment: plan.nextSegment,
+    writers,
+  };
+  if (plan.segments.length === 0) return result;
+  for (const writer of writers) {
+    const appliedSeq = await store.lastSeq(writer);
+    let lastSeq = appliedSeq;
+    for (const seq of seqsOf(plan, writer)) if (seq > lastSeq) lastSeq = seq;
+    const apply = async (batch: RecoveredBatch) => {
+      let seq = batch.seq;
+      if (seq === undefined) {
+        seq = ++lastSeq;
+        await writeMarker(dir, result.nextSegment++, writer, seq, batch.lastItem);
+      }
+      if (batch.deltas.size > 0)
+        await store.applyBatch({ instanceId: writer, seq, deltas: batch.deltas });
+      result.applied++;
+      result.increments += batch.items;
+    };
+    for (const run of plan.runs) {
+      if (run.writer !== writer) continue;
+      // An earlier run of the same writer always ends fully marked (a process replays and marks
+      // its directory before it writes to it), so only the last run can have a remainder.
+      await foldRun(run, {
+        appliedSeq,
+        chunkCounters: options.chunkCounters ?? 100_000,
+        onBatch: apply,
+        onSkip: () => {
+          result.skipped++;
+        },
+      });
     }
-    if (seq > maxSeq) maxSeq = seq;
-    if (seq <= lastApplied) {
-      skipped++;
-      continue;
-    }
-    if (batch.deltas.size > 0) await store.applyBatch({ instanceId, seq, deltas: batch.deltas });
-    applied++;
-    increments += batch.items;
   }
   await clearSegments(dir);
-  return {
-    segments: existing.length,
-    applied,
-    skipped,
-    increments,
-    tornBytes: log.tornBytes,
-    nextSegment: markerSegment,
-  };
+  return result;
+}
+
+function* seqsOf(plan: LogPlan, writer: string): Generator<number> {
+  for (const run of plan.runs) if (run.writer === writer) yield* run.seqs;
+}
+
+/**
+ * Writes `M seq lastItem` for `writer` in a new segment numbered above every other one, and
+ * makes it durable (file and directory entry) before the batch it announces is sent.
+ */
+async function writeMarker(
+  dir: string,
+  n: number,
+  writer: string,
+  seq: number,
+  lastItem: number,
+): Promise<void> {
+  await writeFile(
+    join(dir, segmentName(n)),
+    Buffer.concat([
+      encodeFrame(`S ${MARKERS_ONLY} ${writer}\n`),
+      encodeFrame(`M ${seq} ${lastItem}\n`),
+    ]),
+    { flush: true },
+  );
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 /**

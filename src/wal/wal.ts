@@ -27,6 +27,11 @@ export interface WalOptions {
   /** Directory of this instance's segments. */
   readonly dir: string;
   /**
+   * Id the batches in this log are sent under (`<instanceId>@<epoch>`), written in every
+   * segment header so replay sends them under it too. No whitespace.
+   */
+  readonly writer: string;
+  /**
    * always: acknowledge after fdatasync (survives power loss); interval: acknowledge after the
    * write reaches the OS, fdatasync every `syncIntervalMs` (survives kill -9); never: no fdatasync.
    * @default 'interval'
@@ -65,6 +70,7 @@ const RECOVER_EVERY_MS = 1000;
  */
 export class WriteAheadLog {
   private readonly dir: string;
+  private readonly writer: string;
   private readonly fsync: WalFsync;
   private readonly segmentBytes: number;
   private readonly openFile: (path: string) => Promise<WalFile>;
@@ -91,6 +97,8 @@ export class WriteAheadLog {
 
   private constructor(options: WalOptions) {
     this.dir = options.dir;
+    this.writer = options.writer;
+    if (!/^\S+$/.test(this.writer)) throw new Error(`invalid log writer id: "${this.writer}"`);
     this.fsync = options.fsync ?? 'interval';
     this.segmentBytes = options.segmentBytes ?? 64 * 1024 * 1024;
     this.openFile = options.openFile ?? openSegment;
@@ -230,8 +238,9 @@ export class WriteAheadLog {
     const n = this.nextSegment++;
     const path = join(this.dir, segmentName(n));
     const file = await this.openFile(path);
-    // The header numbers this segment's items, so older segments can be deleted independently.
-    const header = encodeFrame(`S ${this.written + 1}\n`);
+    // The header numbers this segment's items, so older segments can be deleted independently,
+    // and names the writer whose seqs its markers count.
+    const header = encodeFrame(`S ${this.written + 1} ${this.writer}\n`);
     try {
       await file.write(header);
     } catch (err) {
