@@ -17,10 +17,11 @@ import type { Results } from './lib/results.js';
 import { batched } from './sections/batched.js';
 import { convergence } from './sections/convergence.js';
 import { memory } from './sections/memory.js';
+import { replay } from './sections/replay.js';
 import { throughput } from './sections/throughput.js';
 import { workers } from './sections/workers.js';
 
-const SECTIONS = ['throughput', 'batched', 'memory', 'convergence', 'workers'] as const;
+const SECTIONS = ['throughput', 'batched', 'memory', 'convergence', 'workers', 'replay'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const { values: flags } = parseArgs({
@@ -118,6 +119,7 @@ const batchedRows = (await section('batched', () => batched(ctx))) ?? [];
 const memoryResult = await section('memory', () => memory(ctx));
 const convergenceResult = await section('convergence', () => convergence(ctx));
 const workersResult = await section('workers', () => workers(ctx));
+const replayResult = await section('replay', () => replay(ctx));
 probe.close();
 await redisServer.stop();
 
@@ -158,6 +160,7 @@ const partial: Omit<Results, 'targets'> = {
   memory: memoryResult,
   convergence: convergenceResult,
   workers: workersResult,
+  replay: replayResult,
   failures,
 };
 const results: Results = { ...partial, targets: judgeTargets(partial, walSupported ? true : null) };

@@ -24,6 +24,8 @@ export interface Settings {
   readonly memoryCounters: number;
   /** Samples for the convergence measurement. */
   readonly convergenceSamples: number;
+  /** Logged increments a restart replays in the replay measurement. */
+  readonly replayIncrements: number;
 }
 
 export const FULL: Settings = {
@@ -39,6 +41,7 @@ export const FULL: Settings = {
   countersPerTarget: 10,
   memoryCounters: 1_000_000,
   convergenceSamples: 200,
+  replayIncrements: 10_000_000,
 };
 
 export const QUICK: Settings = {
@@ -54,6 +57,7 @@ export const QUICK: Settings = {
   // The full million: pushed and drained in a few seconds, so CI checks the real target too.
   memoryCounters: 1_000_000,
   convergenceSamples: 30,
+  replayIncrements: 1_000_000,
 };
 
 export interface BenchContext {

@@ -159,6 +159,8 @@ export interface TallyOptions {
   readonly nodeFlags?: readonly string[];
   /** Entry point to run, for A/B runs of a patched build. @default <repo>/dist/main.js */
   readonly main?: string;
+  /** How long to wait for "listening" (a replay on start takes longer), ms. @default 20000 */
+  readonly startTimeoutMs?: number;
 }
 
 /** Starts `node dist/main.js serve` on a free loopback port with its own data directory. */
@@ -185,6 +187,7 @@ export async function startTally(options: TallyOptions): Promise<Service> {
     port,
     url: `http://127.0.0.1:${port}`,
     ready: /Tally listening on http:\/\//,
+    ...(options.startTimeoutMs === undefined ? {} : { timeoutMs: options.startTimeoutMs }),
   });
 }
 

@@ -170,6 +170,13 @@ export function renderTable(r: Results): string {
       `p50 ${c.p50Ms.toFixed(0)} ms, p99 ${c.p99Ms.toFixed(0)} ms, max ${c.maxMs.toFixed(0)} ms${c.missed > 0 ? `, ${c.missed} MISSED` : ''}`,
     ]);
   }
+  if (r.replay) {
+    const rp = r.replay;
+    other.push([
+      `replay: restart on ${fmtInt(rp.increments)} logged increments (${rp.counters} counters, ${(rp.logBytes / MB).toFixed(0)} MiB, heap ${rp.heapLimitMb} MB)`,
+      `listening after ${rp.startSeconds.toFixed(1)} s (empty log ${rp.emptyStartSeconds.toFixed(1)} s) = ${fmtInt(rp.incrementsPerSec)} increments/s; peak RSS ${(rp.peakRssBytes / MB).toFixed(0)} MB; ${rp.check.ok ? 'exact' : 'MISCOUNT'}`,
+    ]);
+  }
   if (r.workers) {
     const [one, all] = r.workers.rows;
     const speedup =

@@ -79,6 +79,30 @@ export interface MemoryResult {
   readonly check: Check;
 }
 
+/** A restart that replays a large log of unflushed increments. */
+export interface ReplayResult {
+  /** Increments in the log (marked batches and the uncut remainder). */
+  readonly increments: number;
+  readonly counters: number;
+  /** Batches with a marker at the start of the log. */
+  readonly markedBatches: number;
+  readonly logBytes: number;
+  readonly segments: number;
+  /** The server's V8 heap limit (--max-old-space-size), MB. */
+  readonly heapLimitMb: number;
+  /** The bench writing the log (not measured against Tally). */
+  readonly writeSeconds: number;
+  /** Spawn to "listening" on an empty data directory: a start without a log. */
+  readonly emptyStartSeconds: number;
+  /** Spawn to "listening" with the log: the replay plus a start. */
+  readonly startSeconds: number;
+  /** Logged increments ÷ startSeconds. */
+  readonly incrementsPerSec: number;
+  /** VmHWM once listening: the peak the replay reached. */
+  readonly peakRssBytes: number;
+  readonly check: Check;
+}
+
 export interface ConvergenceResult {
   readonly samples: number;
   /** Samples whose event did not arrive within the timeout. */
@@ -140,6 +164,8 @@ export interface Results {
   readonly batched: BatchedRow[];
   readonly memory: MemoryResult | null;
   readonly convergence: ConvergenceResult | null;
+  /** Absent in results written before the replay section existed. */
+  readonly replay?: ReplayResult | null;
   readonly workers: { readonly cores: number; readonly rows: WorkersRow[] } | null;
   readonly targets: TargetResult[];
   /** Miscounts and crashes; any entry makes the bench exit non-zero. */
