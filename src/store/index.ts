@@ -9,6 +9,7 @@ export type {
   BatchResult,
   ChangeListener,
   CounterValue,
+  InstanceClaim,
   ListOptions,
   ListPage,
   Store,

@@ -6,13 +6,17 @@
  */
 
 /**
- * One flush from one instance. `seq` grows by exactly one per batch from an instance, and an
- * instance has at most one batch in flight, so a store remembers only the last applied seq.
+ * One flush from one writer. `seq` grows by exactly one per batch from a writer, and a writer has
+ * at most one batch in flight, so a store remembers only the last applied seq.
  */
 export interface Batch {
-  /** Stable id of the instance that produced the batch. */
+  /**
+   * Writer id: the instance id and the epoch of its claim, `<instanceId>@<epoch>` (see
+   * `claimInstance`), so two processes never share a seq space. Stores treat it as an opaque key
+   * of its own seq; `@` never occurs in an instance id, so writer ids never collide with them.
+   */
   readonly instanceId: string;
-  /** Batch sequence number of that instance, starting at 1. */
+  /** Batch sequence number of that writer, starting at 1. */
   readonly seq: number;
   /** Counter name → delta (non-zero integers). */
   readonly deltas: ReadonlyMap<string, number>;
@@ -61,6 +65,23 @@ export type KeyClaim =
       readonly result: string | null;
     };
 
+/** What claiming an instance id found. */
+export type InstanceClaim =
+  | {
+      readonly granted: true;
+      /** The new epoch of the instance id, held by the caller from now on (1 for a new id). */
+      readonly epoch: number;
+    }
+  | {
+      readonly granted: false;
+      /** The epoch of the live claim that refused this one. */
+      readonly epoch: number;
+      /** The `holder` string the live claim recorded (who holds the id). */
+      readonly holder: string;
+      /** How long the live claim's lease still runs unless renewed, in ms (> 0). */
+      readonly expiresInMs: number;
+    };
+
 /** Values changed by some instance's batch, set or delete; delivered to every instance. */
 export type ChangeListener = (changes: ReadonlyMap<string, number>) => void;
 
@@ -69,11 +90,12 @@ export interface Store {
   /** Backend name for logs and metrics, e.g. `sqlite`. */
   readonly kind: string;
   /**
-   * Applies a batch atomically and at most once per `(instanceId, seq)`. A counter whose value
-   * would leave ±(2^53-1) is left unchanged and reported in `rejected`; the rest still apply.
+   * Applies a batch atomically and at most once per `(instanceId, seq)` (writer id and seq). A
+   * counter whose value would leave ±(2^53-1) is left unchanged and reported in `rejected`; the
+   * rest still apply.
    */
   applyBatch(batch: Batch): Promise<BatchResult>;
-  /** Last seq applied for an instance (0 if none), so a restarted instance continues after it. */
+  /** Last seq applied for a writer id (0 if none), so the writer or its log replay continues. */
   lastSeq(instanceId: string): Promise<number>;
   /** Stored value; 0 for a counter never written. */
   get(name: string): Promise<number>;
@@ -101,6 +123,31 @@ export interface Store {
   completeKey?(key: string, result: string, ttlMs: number): Promise<void>;
   /** Drops a claim whose request failed, so a retry is processed afresh. */
   releaseKey?(key: string): Promise<void>;
+  /**
+   * Claims an instance id for one running process. Each id has one record: epoch, holder and
+   * lease expiry. The claim is granted when the id has no record, its lease has run out, or its
+   * current epoch equals `takeoverEpoch` (the caller proved the holder is its own dead
+   * predecessor); a granted claim sets epoch = previous epoch + 1 (1 for a new id), records
+   * `holder` (opaque: host, pid, data dir…) and a lease of `leaseMs`. Otherwise nothing changes
+   * and the live claim is returned. Atomic across every process sharing the store: of concurrent
+   * claims exactly one is granted. Epochs never go back, even after a release.
+   */
+  claimInstance(
+    instanceId: string,
+    holder: string,
+    leaseMs: number,
+    takeoverEpoch?: number,
+  ): Promise<InstanceClaim>;
+  /**
+   * Extends the lease to `leaseMs` from now if the id's epoch is still `epoch` (also when the
+   * lease had run out meanwhile but nobody claimed after); false when another claim took it.
+   */
+  renewInstance(instanceId: string, epoch: number, leaseMs: number): Promise<boolean>;
+  /**
+   * Ends the lease now if the id's epoch is still `epoch`, so a clean restart claims at once;
+   * does nothing otherwise. The epoch stays: the next claim gets the one after it.
+   */
+  releaseInstance(instanceId: string, epoch: number): Promise<void>;
   close(): Promise<void>;
 }
 

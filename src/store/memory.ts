@@ -5,6 +5,7 @@ import {
   type BatchResult,
   decodeCursor,
   encodeCursor,
+  type InstanceClaim,
   type KeyClaim,
   type ListOptions,
   type ListPage,
@@ -19,6 +20,10 @@ export class MemoryStore implements Store {
   private readonly keys = new Map<
     string,
     { fingerprint: string; result: string | null; expiresAt: number }
+  >();
+  private readonly instances = new Map<
+    string,
+    { epoch: number; holder: string; expiresAt: number }
   >();
   private closed = false;
 
@@ -108,6 +113,42 @@ export class MemoryStore implements Store {
   async releaseKey(key: string): Promise<void> {
     this.assertOpen();
     this.keys.delete(key);
+  }
+
+  async claimInstance(
+    instanceId: string,
+    holder: string,
+    leaseMs: number,
+    takeoverEpoch?: number,
+  ): Promise<InstanceClaim> {
+    this.assertOpen();
+    const now = Date.now();
+    const found = this.instances.get(instanceId);
+    if (found !== undefined && found.expiresAt > now && found.epoch !== takeoverEpoch) {
+      return {
+        granted: false,
+        epoch: found.epoch,
+        holder: found.holder,
+        expiresInMs: found.expiresAt - now,
+      };
+    }
+    const epoch = (found?.epoch ?? 0) + 1;
+    this.instances.set(instanceId, { epoch, holder, expiresAt: now + leaseMs });
+    return { granted: true, epoch };
+  }
+
+  async renewInstance(instanceId: string, epoch: number, leaseMs: number): Promise<boolean> {
+    this.assertOpen();
+    const found = this.instances.get(instanceId);
+    if (found?.epoch !== epoch) return false;
+    found.expiresAt = Date.now() + leaseMs;
+    return true;
+  }
+
+  async releaseInstance(instanceId: string, epoch: number): Promise<void> {
+    this.assertOpen();
+    const found = this.instances.get(instanceId);
+    if (found?.epoch === epoch) found.expiresAt = 0;
   }
 
   private sweepKeys(now: number): void {

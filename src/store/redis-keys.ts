@@ -75,6 +75,15 @@ export class KeyLayout {
   idempotencyKey(key: string): string {
     return `${this.prefix}idem:${key}`;
   }
+
+  /**
+   * HASH of one instance id's claim (`epoch`, `holder`, `expires`: Redis TIME in ms). It never
+   * expires, so epochs only grow. The hash tag `{i:<instanceId>}` is the instance's own slot:
+   * any key added for an instance id must carry the same tag, so no script spans slots.
+   */
+  instanceKey(instanceId: string): string {
+    return `${this.prefix}{i:${instanceId}}:claim`;
+  }
 }
 
 /**

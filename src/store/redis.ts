@@ -7,28 +7,35 @@ import {
   type ChangeListener,
   decodeCursor,
   encodeCursor,
+  type InstanceClaim,
   type KeyClaim,
   type ListOptions,
   type ListPage,
   type Store,
 } from './interface.js';
 import { APPLY_BATCH_LUA } from './lua/apply-batch-3.js';
+import { CLAIM_INSTANCE_LUA } from './lua/claim-instance-1.js';
 import { CLAIM_KEY_LUA } from './lua/claim-key-1.js';
 import { COMPLETE_KEY_LUA } from './lua/complete-key-1.js';
 import { DELETE_COUNTER_LUA } from './lua/delete-counter-3.js';
+import { RELEASE_INSTANCE_LUA } from './lua/release-instance-1.js';
+import { RENEW_INSTANCE_LUA } from './lua/renew-instance-1.js';
 import { SET_COUNTER_LUA } from './lua/set-counter-3.js';
 import { KeyLayout, type ShardKeys } from './redis-keys.js';
 
 /** A connected ioredis client: one node or a whole cluster. */
 export type RedisClient = Redis | Cluster;
 
-/** What the store calls; `defineCommand` adds the three scripts to the client. */
+/** What the store calls; `defineCommand` adds the scripts to the client. */
 interface ScriptCommands {
   tallyApplyBatch(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
   tallySetCounter(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
   tallyDeleteCounter(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
   tallyClaimKey(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
   tallyCompleteKey(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
+  tallyClaimInstance(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
+  tallyRenewInstance(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
+  tallyReleaseInstance(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
 }
 
 /** Options for {@link RedisStore}. */
@@ -98,6 +105,9 @@ export class RedisStore implements Store {
     client.defineCommand('tallyDeleteCounter', { lua: DELETE_COUNTER_LUA });
     client.defineCommand('tallyClaimKey', { lua: CLAIM_KEY_LUA });
     client.defineCommand('tallyCompleteKey', { lua: COMPLETE_KEY_LUA });
+    client.defineCommand('tallyClaimInstance', { lua: CLAIM_INSTANCE_LUA });
+    client.defineCommand('tallyRenewInstance', { lua: RENEW_INSTANCE_LUA });
+    client.defineCommand('tallyReleaseInstance', { lua: RELEASE_INSTANCE_LUA });
     this.client = client as RedisClient & ScriptCommands;
   }
 
@@ -293,6 +303,57 @@ export class RedisStore implements Store {
   async releaseKey(key: string): Promise<void> {
     this.assertUsable();
     await this.timed(this.client.del(this.layout.idempotencyKey(key)), 'releaseKey');
+  }
+
+  async claimInstance(
+    instanceId: string,
+    holder: string,
+    leaseMs: number,
+    takeoverEpoch?: number,
+  ): Promise<InstanceClaim> {
+    this.assertUsable();
+    const reply = await this.timed(
+      this.client.tallyClaimInstance(
+        1,
+        [this.layout.instanceKey(instanceId)],
+        [holder, String(leaseMs), takeoverEpoch === undefined ? '' : String(takeoverEpoch)],
+      ),
+      'claimInstance',
+    );
+    if (Array.isArray(reply) && reply[0] === 1 && reply.length === 2) {
+      return { granted: true, epoch: Number(reply[1]) };
+    }
+    if (Array.isArray(reply) && reply[0] === 0 && reply.length === 4) {
+      return {
+        granted: false,
+        epoch: Number(reply[1]),
+        holder: String(reply[2]),
+        expiresInMs: Number(reply[3]),
+      };
+    }
+    throw badReply('claimInstance', reply);
+  }
+
+  async renewInstance(instanceId: string, epoch: number, leaseMs: number): Promise<boolean> {
+    this.assertUsable();
+    const reply = await this.timed(
+      this.client.tallyRenewInstance(
+        1,
+        [this.layout.instanceKey(instanceId)],
+        [String(epoch), String(leaseMs)],
+      ),
+      'renewInstance',
+    );
+    if (reply !== 0 && reply !== 1) throw badReply('renewInstance', reply);
+    return reply === 1;
+  }
+
+  async releaseInstance(instanceId: string, epoch: number): Promise<void> {
+    this.assertUsable();
+    await this.timed(
+      this.client.tallyReleaseInstance(1, [this.layout.instanceKey(instanceId)], [String(epoch)]),
+      'releaseInstance',
+    );
   }
 
   watch(listener: ChangeListener): () => void {

@@ -1,6 +1,7 @@
 /** @module store/sqlite — the embedded default store: one SQLite file, one transaction per batch. */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { inRange } from '../counters/validate.js';
 import {
@@ -8,6 +9,7 @@ import {
   type BatchResult,
   decodeCursor,
   encodeCursor,
+  type InstanceClaim,
   type KeyClaim,
   type ListOptions,
   type ListPage,
@@ -18,14 +20,29 @@ import {
 export interface SqliteStoreOptions {
   /** Database file; `:memory:` for a private in-memory database. */
   readonly path: string;
-  /** How long a writer waits for another process's lock, in ms. @default 5000 */
+  /**
+   * How long one attempt waits for another connection's lock, in ms. better-sqlite3 waits on the
+   * event loop's thread, so keep it short; a locked database is retried on a timer instead.
+   * @default 10
+   */
   readonly busyTimeoutMs?: number;
+  /**
+   * How long an operation keeps retrying (asynchronously, with jittered pauses) while another
+   * connection holds the lock, in ms; then it rejects and the caller retries as after any store
+   * failure. @default 2000
+   */
+  readonly busyRetryMs?: number;
+  /** How long opening retries (synchronously) while the database is locked, in ms. @default 5000 */
+  readonly openRetryMs?: number;
 }
 
 /**
  * SQLite via better-sqlite3 in WAL mode. Calls are synchronous under the hood; a batch of a few
  * thousand counters takes a few milliseconds of the event loop. Several processes may share the
- * file (each `tally serve --workers` process does); SQLite serialises their writes.
+ * file (each `tally serve --workers` process does); SQLite serialises their writes. While another
+ * connection holds the write lock, an attempt waits at most `busyTimeoutMs` on the event loop and
+ * the operation is retried on a timer (another process holding the lock for 8 s used to stall the
+ * whole process, /healthz included, for 5 s at a time: the old 5 s busy timeout).
  */
 export class SqliteStore implements Store {
   readonly kind = 'sqlite';
@@ -46,22 +63,39 @@ export class SqliteStore implements Store {
     completeKey: Database.Statement<[string, number, string]>;
     deleteKey: Database.Statement<[string]>;
     sweepKeys: Database.Statement<[number]>;
+    getInstance: Database.Statement<
+      [string],
+      { epoch: number; holder: string; expires_at: number }
+    >;
+    putInstance: Database.Statement<[string, number, string, number]>;
+    renewInstance: Database.Statement<[number, string, number]>;
   };
   private readonly claimTx: (key: string, fingerprint: string, leaseMs: number) => KeyClaim;
+  private readonly claimInstanceTx: (
+    instanceId: string,
+    holder: string,
+    leaseMs: number,
+    takeoverEpoch: number | undefined,
+  ) => InstanceClaim;
   private claims = 0;
   private readonly applyTx: (batch: Batch) => BatchResult;
+  private readonly path: string;
+  private readonly busyRetryMs: number;
 
   constructor(options: SqliteStoreOptions) {
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
-    const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
-    this.db = new Database(options.path, { timeout: busyTimeoutMs });
+    this.path = options.path;
+    this.busyRetryMs = options.busyRetryMs ?? 2000;
+    const openRetryMs = options.openRetryMs ?? 5000;
+    this.db = new Database(options.path, { timeout: options.busyTimeoutMs ?? 10 });
     // Several workers open the file at once on `tally serve`: switching to WAL (and creating
     // the tables) can answer SQLITE_BUSY at once, without the busy handler waiting, so retry.
-    whileBusy(busyTimeoutMs, () => this.db.pragma('journal_mode = WAL'));
+    // Blocking is acceptable here: nothing is served before the store is open.
+    whileBusy(openRetryMs, () => this.db.pragma('journal_mode = WAL'));
     // NORMAL in WAL mode: a committed batch survives a process crash; an OS crash or power loss
     // may lose the last transactions (docs/reliability.md).
     this.db.pragma('synchronous = NORMAL');
-    whileBusy(busyTimeoutMs, () =>
+    whileBusy(openRetryMs, () =>
       this.db.exec(`
       CREATE TABLE IF NOT EXISTS counters (
         name  TEXT PRIMARY KEY,
@@ -78,6 +112,12 @@ export class SqliteStore implements Store {
         expires_at  INTEGER NOT NULL
       ) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS idempotency_keys_expiry ON idempotency_keys (expires_at);
+      CREATE TABLE IF NOT EXISTS instances (
+        instance_id TEXT PRIMARY KEY,
+        epoch       INTEGER NOT NULL,
+        holder      TEXT NOT NULL,
+        expires_at  INTEGER NOT NULL
+      ) WITHOUT ROWID;
     `),
     );
     this.stmt = {
@@ -117,10 +157,24 @@ export class SqliteStore implements Store {
         'DELETE FROM idempotency_keys WHERE key IN ' +
           '(SELECT key FROM idempotency_keys WHERE expires_at <= ? LIMIT 1000)',
       ),
+      getInstance: this.db.prepare(
+        'SELECT epoch, holder, expires_at FROM instances WHERE instance_id = ?',
+      ),
+      putInstance: this.db.prepare(
+        'INSERT INTO instances (instance_id, epoch, holder, expires_at) VALUES (?, ?, ?, ?) ' +
+          'ON CONFLICT (instance_id) DO UPDATE SET epoch = excluded.epoch, ' +
+          'holder = excluded.holder, expires_at = excluded.expires_at',
+      ),
+      // expires_at, instance_id, epoch: one statement, so atomic without a transaction.
+      renewInstance: this.db.prepare(
+        'UPDATE instances SET expires_at = ? WHERE instance_id = ? AND epoch = ?',
+      ),
     };
     this.applyTx = this.db.transaction((batch: Batch) => this.applyInTx(batch)).immediate;
     this.claimTx = this.db.transaction((key: string, fingerprint: string, leaseMs: number) => {
       const now = Date.now();
+      // Expired keys are swept a little at a time, so no request pays for a large purge.
+      if (++this.claims % 1000 === 0) this.stmt.sweepKeys.run(now);
       const found = this.stmt.getKey.get(key);
       if (found !== undefined && found.expires_at > now) {
         return { fresh: false, fingerprint: found.fingerprint, result: found.result } as const;
@@ -128,10 +182,28 @@ export class SqliteStore implements Store {
       this.stmt.putKey.run(key, fingerprint, now + leaseMs);
       return { fresh: true } as const;
     }).immediate;
+    // Leases use this machine's clock: every process sharing the file runs on it.
+    this.claimInstanceTx = this.db.transaction(
+      (instanceId: string, holder: string, leaseMs: number, takeoverEpoch: number | undefined) => {
+        const now = Date.now();
+        const found = this.stmt.getInstance.get(instanceId);
+        if (found !== undefined && found.expires_at > now && found.epoch !== takeoverEpoch) {
+          return {
+            granted: false,
+            epoch: found.epoch,
+            holder: found.holder,
+            expiresInMs: found.expires_at - now,
+          } as const;
+        }
+        const epoch = (found?.epoch ?? 0) + 1;
+        this.stmt.putInstance.run(instanceId, epoch, holder, now + leaseMs);
+        return { granted: true, epoch } as const;
+      },
+    ).immediate;
   }
 
   async applyBatch(batch: Batch): Promise<BatchResult> {
-    return this.applyTx(batch);
+    return this.unlocked('applyBatch', () => this.applyTx(batch));
   }
 
   private applyInTx(batch: Batch): BatchResult {
@@ -156,19 +228,19 @@ export class SqliteStore implements Store {
   }
 
   async lastSeq(instanceId: string): Promise<number> {
-    return this.stmt.getSeq.get(instanceId)?.seq ?? 0;
+    return this.unlocked('lastSeq', () => this.stmt.getSeq.get(instanceId)?.seq ?? 0);
   }
 
   async get(name: string): Promise<number> {
-    return this.stmt.getValue.get(name)?.value ?? 0;
+    return this.unlocked('get', () => this.stmt.getValue.get(name)?.value ?? 0);
   }
 
   async set(name: string, value: number): Promise<void> {
-    this.stmt.setValue.run(name, value);
+    await this.unlocked('set', () => this.stmt.setValue.run(name, value));
   }
 
   async delete(name: string): Promise<boolean> {
-    return this.stmt.deleteValue.run(name).changes > 0;
+    return this.unlocked('delete', () => this.stmt.deleteValue.run(name).changes > 0);
   }
 
   async list(options: ListOptions = {}): Promise<ListPage> {
@@ -176,24 +248,49 @@ export class SqliteStore implements Store {
     const limit = options.limit ?? 100;
     const after = decodeCursor(options.cursor) ?? '';
     // Names are ASCII below '~', so prefix + '\x7f' bounds the prefix range and uses the index.
-    const rows = this.stmt.list.all(prefix, `${prefix}\x7f`, after, limit + 1);
+    const rows = await this.unlocked('list', () =>
+      this.stmt.list.all(prefix, `${prefix}\x7f`, after, limit + 1),
+    );
     const items = rows.slice(0, limit);
     const last = items[items.length - 1];
     return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.name) : null };
   }
 
   async claimKey(key: string, fingerprint: string, leaseMs: number): Promise<KeyClaim> {
-    // Expired keys are swept a little at a time, so no request pays for a large purge.
-    if (++this.claims % 1000 === 0) this.stmt.sweepKeys.run(Date.now());
-    return this.claimTx(key, fingerprint, leaseMs);
+    return this.unlocked('claimKey', () => this.claimTx(key, fingerprint, leaseMs));
   }
 
   async completeKey(key: string, result: string, ttlMs: number): Promise<void> {
-    this.stmt.completeKey.run(result, Date.now() + ttlMs, key);
+    await this.unlocked('completeKey', () =>
+      this.stmt.completeKey.run(result, Date.now() + ttlMs, key),
+    );
   }
 
   async releaseKey(key: string): Promise<void> {
-    this.stmt.deleteKey.run(key);
+    await this.unlocked('releaseKey', () => this.stmt.deleteKey.run(key));
+  }
+
+  async claimInstance(
+    instanceId: string,
+    holder: string,
+    leaseMs: number,
+    takeoverEpoch?: number,
+  ): Promise<InstanceClaim> {
+    return this.unlocked('claimInstance', () =>
+      this.claimInstanceTx(instanceId, holder, leaseMs, takeoverEpoch),
+    );
+  }
+
+  async renewInstance(instanceId: string, epoch: number, leaseMs: number): Promise<boolean> {
+    return this.unlocked(
+      'renewInstance',
+      () => this.stmt.renewInstance.run(Date.now() + leaseMs, instanceId, epoch).changes > 0,
+    );
+  }
+
+  async releaseInstance(instanceId: string, epoch: number): Promise<void> {
+    // Expiry 0 rather than deleting the row: the epoch must survive, so the next one is new.
+    await this.unlocked('releaseInstance', () => this.stmt.renewInstance.run(0, instanceId, epoch));
   }
 
   async ping(): Promise<void> {
@@ -203,6 +300,41 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
   }
+
+  /**
+   * Runs `fn` (synchronous, at most `busyTimeoutMs` of waiting for a lock) and, while another
+   * connection holds the lock, runs it again after a jittered pause, until `busyRetryMs` have
+   * passed; then rejects with an error naming the database. The pauses are timers, so the event
+   * loop serves requests meanwhile. A failed attempt changed nothing: transactions roll back.
+   */
+  private async unlocked<T>(what: string, fn: () => T): Promise<T> {
+    const started = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return fn();
+      } catch (err) {
+        if (!isBusy(err)) throw err;
+        const left = this.busyRetryMs - (Date.now() - started);
+        if (left <= 0) {
+          const waited = Date.now() - started;
+          throw new Error(
+            `SQLite ${this.path} stayed locked by another connection for ${waited} ms ` +
+              `(${what}, ${attempt} attempts)`,
+            { cause: err },
+          );
+        }
+        // 2, 4, 8 … 50 ms, each between half and all of it, so processes do not retry in step.
+        const pause = Math.min(50, 2 ** attempt);
+        await sleep(Math.min(left, pause / 2 + Math.random() * (pause / 2)));
+      }
+    }
+  }
+}
+
+/** SQLITE_BUSY and its extended codes (SQLITE_BUSY_SNAPSHOT, _RECOVERY, _TIMEOUT). */
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
 }
 
 /** Runs `fn`, retrying for up to `timeoutMs` while SQLite answers SQLITE_BUSY (startup only). */
@@ -213,7 +345,7 @@ function whileBusy<T>(timeoutMs: number, fn: () => T): T {
     try {
       return fn();
     } catch (err) {
-      if ((err as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() >= deadline) throw err;
+      if (!isBusy(err) || Date.now() >= deadline) throw err;
       Atomics.wait(pause, 0, 0, 10 + Math.floor(Math.random() * 20));
     }
   }

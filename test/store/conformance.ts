@@ -154,6 +154,122 @@ export function runStoreConformance(label: string, options: ConformanceOptions):
       for (const id of instances) expect(await store.get(`own:${id}`)).toBe(50);
     });
 
+    it('keeps seqs per writer id (`<instanceId>@<epoch>`)', async () => {
+      const first = `${inst}@1`;
+      const second = `${inst}@2`;
+      await store.applyBatch(batch(first, 1, { w: 1 }));
+      await store.applyBatch(batch(first, 2, { w: 1 }));
+      // The next epoch starts its own seqs at 1: not a duplicate of the first epoch's batch.
+      const r = await store.applyBatch(batch(second, 1, { w: 10 }));
+      expect(r.duplicate).toBe(false);
+      expect((await store.applyBatch(batch(second, 1, { w: 10 }))).duplicate).toBe(true);
+      expect((await store.applyBatch(batch(first, 2, { w: 1 }))).duplicate).toBe(true);
+      expect(await store.get('w')).toBe(12);
+      expect(await store.lastSeq(first)).toBe(2);
+      expect(await store.lastSeq(second)).toBe(1);
+      expect(await store.lastSeq(inst)).toBe(0);
+      expect(await store.lastSeq(`${inst}@3`)).toBe(0);
+    });
+
+    describe('instance claims', () => {
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      const LONG = 60_000;
+
+      it('grants a new id epoch 1, then refuses others while the lease runs', async () => {
+        expect(await store.claimInstance(inst, 'host-a pid 1', LONG)).toEqual({
+          granted: true,
+          epoch: 1,
+        });
+        const refused = await store.claimInstance(inst, 'host-b pid 2', LONG);
+        expect(refused).toMatchObject({ granted: false, epoch: 1, holder: 'host-a pid 1' });
+        if (refused.granted) throw new Error('unreachable');
+        expect(refused.expiresInMs).toBeGreaterThan(LONG - 5000);
+        expect(refused.expiresInMs).toBeLessThanOrEqual(LONG);
+      });
+
+      it('grants the next epoch once the lease ran out; the old epoch cannot renew', async () => {
+        expect(await store.claimInstance(inst, 'old', 300)).toEqual({ granted: true, epoch: 1 });
+        await sleep(450);
+        expect(await store.claimInstance(inst, 'new', LONG)).toEqual({ granted: true, epoch: 2 });
+        expect(await store.renewInstance(inst, 1, LONG)).toBe(false);
+        expect(await store.claimInstance(inst, 'third', LONG)).toMatchObject({
+          granted: false,
+          epoch: 2,
+          holder: 'new',
+        });
+      });
+
+      it('hands over at once to a claim naming the current epoch, and only that one', async () => {
+        await store.claimInstance(inst, 'dead predecessor', LONG);
+        expect(await store.claimInstance(inst, 'wrong guess', LONG, 7)).toMatchObject({
+          granted: false,
+          epoch: 1,
+          holder: 'dead predecessor',
+        });
+        expect(await store.claimInstance(inst, 'successor', LONG, 1)).toEqual({
+          granted: true,
+          epoch: 2,
+        });
+        // The handover is spent: the same proof does not work twice.
+        expect(await store.claimInstance(inst, 'late', LONG, 1)).toMatchObject({
+          granted: false,
+          epoch: 2,
+          holder: 'successor',
+        });
+        expect(await store.renewInstance(inst, 1, LONG)).toBe(false);
+        expect(await store.renewInstance(inst, 2, LONG)).toBe(true);
+      });
+
+      it('renews a lease that ran out as long as nobody claimed after', async () => {
+        await store.claimInstance(inst, 'slow', 300);
+        await sleep(450);
+        expect(await store.renewInstance(inst, 1, LONG)).toBe(true);
+        const refused = await store.claimInstance(inst, 'other', LONG);
+        expect(refused).toMatchObject({ granted: false, epoch: 1, holder: 'slow' });
+        if (refused.granted) throw new Error('unreachable');
+        expect(refused.expiresInMs).toBeGreaterThan(LONG - 5000);
+      });
+
+      it('lets a released id be claimed at once under the next epoch', async () => {
+        await store.claimInstance(inst, 'first run', LONG);
+        // A release naming another epoch changes nothing.
+        await store.releaseInstance(inst, 2);
+        expect((await store.claimInstance(inst, 'too early', LONG)).granted).toBe(false);
+        await store.releaseInstance(inst, 1);
+        expect(await store.claimInstance(inst, 'second run', LONG)).toEqual({
+          granted: true,
+          epoch: 2,
+        });
+        await store.releaseInstance(inst, 1);
+        expect((await store.claimInstance(inst, 'intruder', LONG)).granted).toBe(false);
+        await store.releaseInstance(`${inst}-never-claimed`, 1);
+        expect(await store.renewInstance(`${inst}-never-claimed`, 1, LONG)).toBe(false);
+      });
+
+      it('grants exactly one of many concurrent claims', async () => {
+        const claims = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => store.claimInstance(inst, `proc-${i}`, LONG)),
+        );
+        const granted = claims.filter((c) => c.granted);
+        expect(granted).toEqual([{ granted: true, epoch: 1 }]);
+        const winner = claims.findIndex((c) => c.granted);
+        for (const c of claims) {
+          if (!c.granted) expect(c).toMatchObject({ epoch: 1, holder: `proc-${winner}` });
+        }
+      });
+
+      it('keeps instance ids independent', async () => {
+        const other = `${inst}-other`;
+        await store.claimInstance(inst, 'a', LONG);
+        await store.claimInstance(inst, 'a', LONG, 1);
+        expect(await store.claimInstance(other, 'b', LONG)).toEqual({ granted: true, epoch: 1 });
+        expect(await store.renewInstance(other, 2, LONG)).toBe(false);
+        await store.releaseInstance(other, 1);
+        expect((await store.claimInstance(inst, 'c', LONG)).granted).toBe(false);
+        expect(await store.renewInstance(inst, 2, LONG)).toBe(true);
+      });
+    });
+
     describe('idempotency keys', () => {
       const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
       const keyOf = (k: string) => `${inst}:${k}`;

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Batch } from '../../src/store/interface.js';
 import type { RedisStore } from '../../src/store/redis.js';
 import { CLUSTER_SHARDS, openRedisStore } from '../../src/store/redis-factory.js';
-import { KeyLayout } from '../../src/store/redis-keys.js';
+import { KeyLayout, keySlot } from '../../src/store/redis-keys.js';
 import { type RedisCluster, startRedisCluster } from '../helpers/redis-server.js';
 import { runStoreConformance } from './conformance.js';
 
@@ -91,6 +91,28 @@ describe('redis-cluster specifics', () => {
         result: 'answer',
       });
     }
+    await a.close();
+    await b.close();
+  });
+
+  it('keeps each instance id’s claim in its own slot, shared by every store', async () => {
+    const p = prefix();
+    const a = await open(p);
+    const b = await open(p);
+    const layout = new KeyLayout(p, CLUSTER_SHARDS);
+    const ids = ['web-1', 'web-2', 'host.example:7', 'x_y'];
+    for (const id of ids) {
+      expect(await a.claimInstance(id, `a ${id}`, 60_000)).toEqual({ granted: true, epoch: 1 });
+      expect(await b.claimInstance(id, 'b', 60_000)).toMatchObject({
+        granted: false,
+        holder: `a ${id}`,
+      });
+      expect(await b.claimInstance(id, 'b', 60_000, 1)).toEqual({ granted: true, epoch: 2 });
+      expect(keySlot(layout.instanceKey(id))).toBe(keySlot(`{i:${id}}`));
+    }
+    // Four ids, four slots: each claim ran on its own slot's node, never across slots.
+    const slots = new Set(ids.map((id) => keySlot(layout.instanceKey(id))));
+    expect(slots.size).toBe(ids.length);
     await a.close();
     await b.close();
   });

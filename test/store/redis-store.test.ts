@@ -198,6 +198,7 @@ describe('RedisStore against a real redis-server', () => {
     await store.set('c', 5);
     await store.delete('b');
     await store.claimKey?.('k1', 'f', 60_000);
+    await store.claimInstance('web-1', 'host pid 1', 60_000);
     const keys: string[] = [];
     let cursor = '0';
     do {
@@ -212,6 +213,7 @@ describe('RedisStore against a real redis-server', () => {
       'c:a': 'string',
       'c:c': 'string',
       'idem:k1': 'hash',
+      '{i:web-1}:claim': 'hash',
       names: 'zset',
       seq: 'hash',
       ver: 'string',
@@ -275,6 +277,42 @@ describe('RedisStore against a real redis-server', () => {
     await new Promise((r) => setTimeout(r, 100));
     await a.completeKey?.('gone', 'late', 60_000);
     expect(await admin.exists(`${p}idem:gone`)).toBe(0);
+  });
+
+  it('shares instance claims between stores, with leases on Redis’s clock', async () => {
+    const p = prefix();
+    const a = await openStore(p);
+    const b = await openStore(p);
+    expect(await a.claimInstance('web-1', 'host-a pid 10', 60_000)).toEqual({
+      granted: true,
+      epoch: 1,
+    });
+    // The expiry is Redis TIME plus the lease: no client clock is involved.
+    const [seconds, micros] = await admin.time();
+    const redisNow = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    const record = await admin.hgetall(`${p}{i:web-1}:claim`);
+    expect(record).toMatchObject({ epoch: '1', holder: 'host-a pid 10' });
+    expect(Number(record.expires) - redisNow).toBeGreaterThan(59_000);
+    expect(Number(record.expires) - redisNow).toBeLessThanOrEqual(60_000);
+    // The record never expires by itself: epochs must survive lapsed leases.
+    expect(await admin.pttl(`${p}{i:web-1}:claim`)).toBe(-1);
+    expect(await b.claimInstance('web-1', 'host-b pid 20', 60_000)).toMatchObject({
+      granted: false,
+      epoch: 1,
+      holder: 'host-a pid 10',
+    });
+    expect(await b.claimInstance('web-1', 'host-b pid 20', 60_000, 1)).toEqual({
+      granted: true,
+      epoch: 2,
+    });
+    expect(await a.renewInstance('web-1', 1, 60_000)).toBe(false);
+    await a.releaseInstance('web-1', 1);
+    expect(await admin.hget(`${p}{i:web-1}:claim`, 'holder')).toBe('host-b pid 20');
+    await b.releaseInstance('web-1', 2);
+    expect(await a.claimInstance('web-1', 'host-a pid 11', 60_000)).toEqual({
+      granted: true,
+      epoch: 3,
+    });
   });
 
   it('counts a batch once when it is re-sent after a timeout that hid its success', async () => {
