@@ -119,7 +119,8 @@ export class InstanceLease {
         if (takeover !== undefined) onEvent({ kind: 'took-over', holder, epoch: claim.epoch });
         return new InstanceLease(store, instanceId, claim.epoch, leaseMs, onEvent);
       }
-      if (isDeadPredecessor(claim.holder, me)) {
+      // Our own holder string: an earlier attempt was granted but its answer was lost.
+      if (claim.holder === holder || isDeadPredecessor(claim.holder, me)) {
         takeover = claim.epoch;
         continue;
       }
