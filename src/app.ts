@@ -3,7 +3,12 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyServerOptions,
+  LogController,
+} from 'fastify';
 import { type Aggregator, createAggregator, type DrainResult } from './aggregator/index.js';
 import type { Config } from './config.js';
 import { IdempotencyKeys } from './counters/idempotency.js';
@@ -18,7 +23,7 @@ import { webRoutes } from './http/routes/web.js';
 import { InstanceHeldError, InstanceLease } from './instance.js';
 import { LiveHub } from './live/hub.js';
 import type { EventStream } from './live/sse.js';
-import { type DirLock, lockDirectory } from './lock.js';
+import { DirectoryLockedError, type DirLock, lockDirectory } from './lock.js';
 import { type Logger, lazyChildLogger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
 import type { Store } from './store/interface.js';
@@ -74,6 +79,12 @@ export interface Tally {
    * everything pending (retrying up to `drainTimeoutMs`), close the store.
    */
   close(): Promise<DrainResult>;
+  /**
+   * Test hook: lets go of what a crashed process would lose with it (its lease stops being
+   * renewed, its directory locks are dropped) and nothing else: nothing is flushed, released or
+   * closed. Another instance with the same id and data dir may then start in this process.
+   */
+  abandon(): void;
 }
 
 export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
@@ -125,7 +136,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     // With the log off, this run writes no log at all: every directory found is left over.
     const live = new Set(config.wal ? deps.liveInstanceIds : []);
     const adopted = await untilDone(
-      () => adoptOrphanLogs(join(config.dataDir, 'wal'), store, live),
+      () => adoptOrphanLogs(join(config.dataDir, 'wal'), store, live, lockIfFree),
       (err, attempt) =>
         logger.error(
           { event: 'replay_failed', err, attempt },
@@ -252,6 +263,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     // Per-request logs cost throughput; we log at debug in onResponse instead.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimitBytes,
+    // Behind a load balancer request.ip is the balancer's unless its X-Forwarded-For is trusted.
+    trustProxy: config.trustProxy as FastifyServerOptions['trustProxy'],
     // Counter names are up to 128 characters; find-my-way's default cap is 100.
     routerOptions: { maxParamLength: 256 },
     return503OnClosing: true,
@@ -381,7 +394,12 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     return closed;
   };
 
-  return { app, store, aggregator, hub, metrics, counters, wal, close };
+  const abandon = () => {
+    lease.abandon();
+    for (const lock of locks) lock.release();
+  };
+
+  return { app, store, aggregator, hub, metrics, counters, wal, close, abandon };
 }
 
 /**
@@ -400,6 +418,16 @@ async function untilDone<T>(
       onError?.(err, attempt);
       await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
     }
+  }
+}
+
+/** Locks a leftover log directory, or undefined when a running process holds it. */
+function lockIfFree(dir: string): DirLock | undefined {
+  try {
+    return lockDirectory(dir, 'write-ahead log');
+  } catch (err) {
+    if (err instanceof DirectoryLockedError) return undefined;
+    throw err;
   }
 }
 

@@ -21,6 +21,17 @@ export const SETTINGS = {
     schema: z.string().min(1).default('127.0.0.1'),
     doc: 'Address to bind; 0.0.0.0 to accept remote clients',
   },
+  trustProxy: {
+    env: 'TALLY_TRUST_PROXY',
+    schema: z
+      .string()
+      .regex(/^(true|false|\d{1,2}|[0-9A-Fa-f:./]+(,[0-9A-Fa-f:./]+)*)$/)
+      .default('false')
+      .transform((v): boolean | number | string[] =>
+        v === 'true' ? true : v === 'false' ? false : /^\d+$/.test(v) ? Number(v) : v.split(','),
+      ),
+    doc: 'Proxies whose X-Forwarded-For names the client (false, true, a hop count, or addresses/CIDRs): per-client limits behind a load balancer',
+  },
   store: {
     env: 'TALLY_STORE',
     schema: z.enum(['sqlite', 'memory', 'redis', 'redis-cluster']).default('sqlite'),

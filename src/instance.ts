@@ -170,6 +170,11 @@ export class InstanceLease {
     }
   }
 
+  /** Stops renewing without ending the lease, as a crash would (tests). */
+  abandon(): void {
+    this.stop();
+  }
+
   private stop(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;

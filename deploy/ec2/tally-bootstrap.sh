@@ -97,6 +97,8 @@ step_env() {
     echo "# Written by tally-bootstrap at $(date -u +%Y-%m-%dT%H:%M:%SZ); refresh with: tally-bootstrap env"
     echo "# Do not edit: put overrides in /etc/tally/local.env (read after this file)."
     echo "TALLY_HOST=0.0.0.0"
+    # One hop: the ALB. Per-client limits then see the browser's address, not the ALB node's.
+    echo "TALLY_TRUST_PROXY=1"
     echo "TALLY_PORT=${TALLY_PORT:-8080}"
     echo "TALLY_STORE=redis"
     echo "TALLY_REDIS_URL=rediss://:$(urlencode "$redis_token")@$TALLY_REDIS_HOST:$TALLY_REDIS_PORT"

@@ -144,6 +144,11 @@ export async function adoptOrphanLogs(
   root: string,
   store: Store,
   live: ReadonlySet<string>,
+  /**
+   * Locks a directory before it is read; undefined when a running process holds it (that log is
+   * not left over, and is skipped).
+   */
+  lock: (dir: string) => { release(): void } | undefined = () => ({ release() {} }),
 ): Promise<Array<RecoveryResult & { readonly instanceId: string }>> {
   let names: string[];
   try {
@@ -158,9 +163,15 @@ export async function adoptOrphanLogs(
   const adopted: Array<RecoveryResult & { readonly instanceId: string }> = [];
   for (const instanceId of names) {
     const dir = join(root, instanceId);
-    const result = await recoverLog(dir, store, instanceId);
-    await rm(dir, { recursive: true, force: true });
-    if (result.segments > 0) adopted.push({ instanceId, ...result });
+    const held = lock(dir);
+    if (held === undefined) continue;
+    try {
+      const result = await recoverLog(dir, store, instanceId);
+      await rm(dir, { recursive: true, force: true });
+      if (result.segments > 0) adopted.push({ instanceId, ...result });
+    } finally {
+      held.release();
+    }
   }
   return adopted;
 }

@@ -137,10 +137,10 @@ describe('tally serve --workers', () => {
 
     const { values, instances } = storedRows(join(dir, 'tally.db'));
     expect(values.get('clicks')).toBe(400);
-    // Both workers flushed, each under its own batch sequence.
+    // Both workers flushed, each under its own batch sequence (writer `<id>-w<i>@<epoch>`).
     expect(instances).toHaveLength(2);
-    expect(instances[0]).toMatch(/-w1$/);
-    expect(instances[1]).toMatch(/-w2$/);
+    expect(instances[0]).toMatch(/-w1@1$/);
+    expect(instances[1]).toMatch(/-w2@1$/);
   });
 
   it('drains every worker when the signal reaches the workers directly as well (Ctrl-C)', async () => {

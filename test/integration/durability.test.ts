@@ -49,7 +49,14 @@ describe('write-ahead log replay', () => {
     it(`replays a log left by a process that died mid-flush (${mode}) into exact totals`, async () => {
       const d = workspace();
       const db = join(d, 'tally.db');
-      const config = { wal: true, dataDir: d, instanceId: 'dur-1', flushIntervalMs: 20 };
+      // A short lease: the "dead" first app's lease must run out before the second may start.
+      const config = {
+        wal: true,
+        dataDir: d,
+        instanceId: 'dur-1',
+        flushIntervalMs: 20,
+        instanceLeaseMs: 1000,
+      };
       const store = new FaultyStore({ path: db });
       const first = await testApp(config, store);
       let acked = await incN(first, 'replayed', 30, 2);
@@ -61,6 +68,7 @@ describe('write-ahead log replay', () => {
       expect(first.aggregator.inflightSize()).toBe(1);
       acked += await incN(first, 'replayed', 5, 1); // accepted after the stuck batch was cut
       await first.app.close();
+      first.abandon();
 
       const second = await testApp(config, new SqliteStore({ path: db }));
       cleanups.push(() => second.close());

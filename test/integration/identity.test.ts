@@ -140,8 +140,9 @@ describe('one identity, one process', () => {
       if (answer.status !== 202) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    expect(answer?.status).toBe(503);
-    expect(((await answer?.json()) as { error: { code: string } }).error.code).toBe(
+    if (answer === undefined) throw new Error('no answer');
+    expect(answer.status).toBe(503);
+    expect(((await answer.json()) as { error: { code: string } }).error.code).toBe(
       'IDENTITY_CONFLICT',
     );
     const ready = await fetch(`${first.url}/readyz`);
