@@ -322,6 +322,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     aggregator,
     metrics,
     instanceId,
+    writerId: lease.writerId,
     closing: () => closing,
     checks: [
       () => wal?.problem(),

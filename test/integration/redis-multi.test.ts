@@ -153,12 +153,13 @@ describe('three Tally instances on one Redis', () => {
     );
   }, 120_000);
 
-  it('continues an instance’s batch sequence after a restart, so nothing is skipped', async () => {
+  it('gives a restarted instance a batch sequence of its own, so nothing is skipped', async () => {
     const index = 2;
     const before = tallies[index] as ServerProcess;
     const readyz = async (t: ServerProcess) =>
-      (await (await fetch(`${t.url}/readyz`)).json()) as { instanceId: string };
-    const { instanceId } = await readyz(before);
+      (await (await fetch(`${t.url}/readyz`)).json()) as { instanceId: string; writerId: string };
+    const { instanceId, writerId } = await readyz(before);
+    expect(writerId).toMatch(new RegExp(`^${instanceId}@\\d+$`));
     const name = `restart-${randomUUID().slice(0, 6)}`;
     for (let i = 0; i < 5; i++) {
       expect(
@@ -166,7 +167,7 @@ describe('three Tally instances on one Redis', () => {
       ).toBe(200);
     }
     const check = new Redis(redis.port, '127.0.0.1');
-    const seqBefore = Number(await check.hget(`${prefix}seq`, instanceId));
+    const seqBefore = Number(await check.hget(`${prefix}seq`, writerId));
     expect(seqBefore).toBeGreaterThan(0);
     expect(await before.stop('SIGTERM')).toBe(0);
     const after = await startServer({
@@ -177,12 +178,17 @@ describe('three Tally instances on one Redis', () => {
       TALLY_FLUSH_INTERVAL_MS: String(FLUSH_MS),
     });
     tallies[index] = after;
-    expect((await readyz(after)).instanceId).toBe(instanceId);
+    const restarted = await readyz(after);
+    expect(restarted.instanceId).toBe(instanceId);
+    // The same instance id under the next epoch: the lease was released by the clean stop.
+    const epoch = (w: string) => Number(w.slice(w.lastIndexOf('@') + 1));
+    expect(epoch(restarted.writerId)).toBe(epoch(writerId) + 1);
     for (let i = 0; i < 5; i++) {
       const res = await post(`${after.url}/api/v1/counters/${name}/increment?consistency=strong`);
       expect(res).toEqual({ status: 200, body: { name, value: 6 + i } });
     }
-    expect(Number(await check.hget(`${prefix}seq`, instanceId))).toBeGreaterThan(seqBefore);
+    expect(Number(await check.hget(`${prefix}seq`, restarted.writerId))).toBeGreaterThan(0);
+    expect(Number(await check.hget(`${prefix}seq`, writerId))).toBe(seqBefore);
     check.disconnect();
   }, 60_000);
 

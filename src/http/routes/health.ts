@@ -9,6 +9,8 @@ export interface HealthRoutesOptions {
   readonly aggregator: Aggregator;
   readonly metrics: Metrics;
   readonly instanceId: string;
+  /** Identity of this process's batches (`<instanceId>@<epoch>`). */
+  readonly writerId: string;
   /** Extra readiness checks (e.g. the write-ahead log); a string is the reason it is not ready. */
   readonly checks?: Array<() => string | undefined>;
   /** True once shutdown began: load balancers should stop sending traffic. */
@@ -44,6 +46,7 @@ export async function healthRoutes(app: FastifyInstance, opts: HealthRoutesOptio
       store: store.kind,
       aggregator: aggregator.kind,
       instanceId: opts.instanceId,
+      writerId: opts.writerId,
       pending: aggregator.pendingSize(),
       flushFailures: aggregator.consecutiveFailures(),
     };
