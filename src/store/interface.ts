@@ -151,6 +151,34 @@ export interface Store {
   close(): Promise<void>;
 }
 
+/** An instance id's claim as a store keeps it (expiry in ms on the store's clock). */
+export interface ClaimRecord {
+  readonly epoch: number;
+  readonly holder: string;
+  readonly expiresAt: number;
+}
+
+/**
+ * The claim rule every store applies (Redis in Lua): granted when there is no record, its lease
+ * ended, or the caller takes over the current epoch; a grant is the next epoch. Returns the
+ * refusal, or the epoch to record with the caller's holder and a fresh lease.
+ */
+export function decideClaim(
+  found: ClaimRecord | undefined,
+  now: number,
+  takeoverEpoch: number | undefined,
+): InstanceClaim {
+  if (found !== undefined && found.expiresAt > now && found.epoch !== takeoverEpoch) {
+    return {
+      granted: false,
+      epoch: found.epoch,
+      holder: found.holder,
+      expiresInMs: found.expiresAt - now,
+    };
+  }
+  return { granted: true, epoch: (found?.epoch ?? 0) + 1 };
+}
+
 /** Encodes a list cursor (the last name of a page) so clients treat it as opaque. */
 export function encodeCursor(lastName: string): string {
   return Buffer.from(lastName, 'utf8').toString('base64url');

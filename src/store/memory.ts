@@ -3,6 +3,7 @@ import { inRange } from '../counters/validate.js';
 import {
   type Batch,
   type BatchResult,
+  decideClaim,
   decodeCursor,
   encodeCursor,
   type InstanceClaim,
@@ -123,18 +124,11 @@ export class MemoryStore implements Store {
   ): Promise<InstanceClaim> {
     this.assertOpen();
     const now = Date.now();
-    const found = this.instances.get(instanceId);
-    if (found !== undefined && found.expiresAt > now && found.epoch !== takeoverEpoch) {
-      return {
-        granted: false,
-        epoch: found.epoch,
-        holder: found.holder,
-        expiresInMs: found.expiresAt - now,
-      };
+    const claim = decideClaim(this.instances.get(instanceId), now, takeoverEpoch);
+    if (claim.granted) {
+      this.instances.set(instanceId, { epoch: claim.epoch, holder, expiresAt: now + leaseMs });
     }
-    const epoch = (found?.epoch ?? 0) + 1;
-    this.instances.set(instanceId, { epoch, holder, expiresAt: now + leaseMs });
-    return { granted: true, epoch };
+    return claim;
   }
 
   async renewInstance(instanceId: string, epoch: number, leaseMs: number): Promise<boolean> {

@@ -7,6 +7,7 @@ import { inRange } from '../counters/validate.js';
 import {
   type Batch,
   type BatchResult,
+  decideClaim,
   decodeCursor,
   encodeCursor,
   type InstanceClaim,
@@ -186,18 +187,12 @@ export class SqliteStore implements Store {
     this.claimInstanceTx = this.db.transaction(
       (instanceId: string, holder: string, leaseMs: number, takeoverEpoch: number | undefined) => {
         const now = Date.now();
-        const found = this.stmt.getInstance.get(instanceId);
-        if (found !== undefined && found.expires_at > now && found.epoch !== takeoverEpoch) {
-          return {
-            granted: false,
-            epoch: found.epoch,
-            holder: found.holder,
-            expiresInMs: found.expires_at - now,
-          } as const;
-        }
-        const epoch = (found?.epoch ?? 0) + 1;
-        this.stmt.putInstance.run(instanceId, epoch, holder, now + leaseMs);
-        return { granted: true, epoch } as const;
+        const row = this.stmt.getInstance.get(instanceId);
+        const found = row && { epoch: row.epoch, holder: row.holder, expiresAt: row.expires_at };
+        const claim = decideClaim(found, now, takeoverEpoch);
+        if (claim.granted)
+          this.stmt.putInstance.run(instanceId, claim.epoch, holder, now + leaseMs);
+        return claim;
       },
     ).immediate;
   }
