@@ -196,7 +196,7 @@ describe('the click page', () => {
     expect(await apiValue(name)).toBe(5);
   });
 
-  it('batches 200 rapid clicks into fewer than 40 requests and counts them exactly', async () => {
+  it('batches 200 rapid clicks into at most one request per send interval, counted exactly', async () => {
     const name = uniqueName('rapid');
     const { page } = await openPage(`/c/${name}`);
     await waitForLive(page);
@@ -215,7 +215,10 @@ describe('the click page', () => {
     await waitForSettled(page, 200);
     console.log(`click page: 200 clicks in ${clickMs} ms sent ${requests} requests`);
     expect(requests).toBeGreaterThan(0);
-    expect(requests).toBeLessThan(40);
+    // The page sends at most once per 100 ms, so requests follow how long the clicks took (on a
+    // loaded 2-core machine Playwright's 200 clicks take 2-8 s), never the number of clicks.
+    expect(requests).toBeLessThanOrEqual(Math.ceil(clickMs / 100) + 3);
+    expect(requests).toBeLessThan(100);
     expect(await apiValue(name)).toBe(200);
     const values = await seen();
     expectNonDecreasing(values);
