@@ -20,7 +20,7 @@ import { counterRoutes, valueReply } from './http/routes/counters.js';
 import { eventRoutes } from './http/routes/events.js';
 import { healthRoutes } from './http/routes/health.js';
 import { webRoutes } from './http/routes/web.js';
-import { InstanceHeldError, InstanceLease } from './instance.js';
+import { InstanceLease } from './instance.js';
 import { LiveHub } from './live/hub.js';
 import type { EventStream } from './live/sse.js';
 import { DirectoryLockedError, type DirLock, lockDirectory } from './lock.js';
@@ -100,313 +100,347 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
   const idLog = logger.child({ component: 'instance' });
 
   // Claim the instance id first: its epoch names this process's batches and log.
-  const lease = await untilDone(
-    () =>
-      InstanceLease.claim(store, instanceId, {
-        leaseMs: config.instanceLeaseMs,
-        dataDir: config.dataDir,
-        onEvent(event) {
-          if (event.kind === 'waiting') {
-            idLog.warn(
-              { event: 'instance_held', holder: event.holder, expiresInMs: event.expiresInMs },
-              `instance id ${instanceId} is held by another process; waiting for its lease`,
-            );
-          } else if (event.kind === 'took-over') {
-            idLog.info(
-              { event: 'instance_took_over', epoch: event.epoch },
-              'took over the instance id from this host’s previous, dead process',
-            );
-          } else if (event.kind === 'renew-failed') {
-            idLog.warn({ event: 'lease_renew_failed', err: event.err }, 'lease renewal failed');
-          } else {
-            metrics.identityConflicts.inc();
-            idLog.error(
-              { event: 'instance_lost', epoch: event.epoch },
-              `another process claimed instance id ${instanceId}: no longer accepting increments`,
-            );
-          }
-        },
-      }),
-    (err, attempt) =>
-      idLog.error({ event: 'claim_failed', err, attempt }, 'instance claim failed; retrying'),
-  );
-  const locks: DirLock[] = [];
-
-  if (deps.liveInstanceIds !== undefined) {
-    // With the log off, this run writes no log at all: every directory found is left over.
-    const live = new Set(config.wal ? deps.liveInstanceIds : []);
-    const adopted = await untilDone(
-      () => adoptOrphanLogs(join(config.dataDir, 'wal'), store, live, lockIfFree),
-      (err, attempt) =>
-        logger.error(
-          { event: 'replay_failed', err, attempt },
-          'leftover log replay failed; retrying',
-        ),
-    );
-    for (const result of adopted) {
-      logger.info(
-        { event: 'log_adopted', ...result },
-        `replayed the log left by ${result.instanceId}`,
-      );
-    }
-  }
-
-  let wal: WriteAheadLog | undefined;
-  if (config.wal) {
-    const dir = join(config.dataDir, 'wal', instanceId);
-    // Before reading the log: a second process on this log must never replay (and delete) it.
-    locks.push(lockDirectory(dir, `write-ahead log of ${instanceId}`));
-    const recovery = await untilDone(
-      () => recoverLog(dir, store, instanceId),
-      (err, attempt) =>
-        logger.error({ event: 'replay_failed', err, attempt }, 'log replay failed; retrying'),
-    );
-    if (recovery.segments > 0) {
-      logger.info({ event: 'log_replayed', ...recovery }, 'write-ahead log replayed');
-    }
-    wal = await WriteAheadLog.open({
-      dir,
-      fsync: config.walFsync,
-      syncIntervalMs: config.walSyncMs,
-      segmentBytes: config.walSegmentBytes,
-      firstSegment: recovery.nextSegment,
-      writer: lease.writerId,
-      ...(deps.openWalFile ? { openFile: deps.openWalFile } : {}),
-    });
-  }
-  const firstSeq = (await untilDone(() => store.lastSeq(lease.writerId))) + 1;
-
-  const aggregator = createAggregator(config.aggregator, {
-    store,
-    writerId: lease.writerId,
-    firstSeq,
-    flushIntervalMs: config.flushIntervalMs,
-    maxPending: config.maxPending,
-    maxUnflushed: config.maxUnflushed,
-    maxBatchSize: config.maxBatchSize,
-    ...(wal ? { journal: wal } : {}),
-    events: {
-      onApplied(batch, result, durationMs) {
-        metrics.batchesFlushed.inc();
-        metrics.countersFlushed.inc(batch.deltas.size);
-        metrics.flushDuration.observe(durationMs / 1000);
-        metrics.storeUp.set(1);
-        if (result.duplicate)
-          flushLog.info({ seq: batch.seq }, 'retried batch was already applied; skipped');
-        if (result.rejected.length > 0) {
-          metrics.overflowRejected.inc(result.rejected.length);
-          flushLog.error(
-            { event: 'overflow_rejected', seq: batch.seq, counters: result.rejected.slice(0, 20) },
-            'deltas refused: value would leave ±(2^53-1)',
-          );
-        }
-        changed(result.values);
-      },
-      onFlushError(batch, err, failures) {
-        metrics.flushFailures.inc();
-        metrics.storeErrors.labels('applyBatch').inc();
-        metrics.storeUp.set(0);
-        flushLog.error(
-          { event: 'flush_failed', seq: batch.seq, counters: batch.deltas.size, failures, err },
-          'flush failed; batch kept for retry',
+  const lease = await InstanceLease.claim(store, instanceId, {
+    leaseMs: config.instanceLeaseMs,
+    dataDir: config.dataDir,
+    onEvent(event) {
+      if (event.kind === 'waiting') {
+        idLog.warn(
+          { event: 'instance_held', holder: event.holder, expiresInMs: event.expiresInMs },
+          `instance id ${instanceId} is held by another process; waiting for its lease`,
         );
-      },
-      onIdentityConflict(batch) {
+      } else if (event.kind === 'took-over') {
+        idLog.info(
+          { event: 'instance_took_over', epoch: event.epoch },
+          'took over the instance id from this host’s previous, dead process',
+        );
+      } else if (event.kind === 'claim-failed') {
+        idLog.error(
+          { event: 'claim_failed', err: event.err, attempt: event.attempt },
+          'instance claim failed (store unreachable?); retrying',
+        );
+      } else if (event.kind === 'renew-failed') {
+        idLog.warn({ event: 'lease_renew_failed', err: event.err }, 'lease renewal failed');
+      } else {
         metrics.identityConflicts.inc();
-        flushLog.error(
-          { event: 'identity_conflict', writer: batch.instanceId, seq: batch.seq },
-          'first attempt of a batch was already applied: another process writes as this one; ' +
-            'its deltas were not counted and increments are refused (docs/reliability.md)',
-        );
-      },
-      onRecovered() {
-        flushLog.info(
-          { event: 'flush_recovered' },
-          'store reachable again; pending increments flushed',
-        );
-      },
-    },
-  });
-
-  lease.keep(() => aggregator.suspend(new TallyError('IDENTITY_CONFLICT')));
-
-  // Values other instances flushed: refresh estimates and tell local streams.
-  const fromElsewhere = (changes: ReadonlyMap<string, number>, since?: number) => {
-    for (const [name, value] of changes) aggregator.learn(name, value, since);
-    hub.publish(changes);
-  };
-  const unwatch = store.watch?.(fromElsewhere);
-  // Sibling workers share the store but not an order: a sibling's message can arrive after this
-  // process flushed a newer value (store.watch orders Redis messages by version; the IPC bus has
-  // none). Live streams must never step back, so watched counters publish the store's current
-  // value instead, read after the message came.
-  const fromSiblings = (changes: ReadonlyMap<string, number>) => {
-    const watched = hub.watched(changes);
-    if (watched.length === 0) return fromElsewhere(changes);
-    const since = aggregator.readEpoch();
-    void Promise.all(watched.map(async (name) => [name, await store.get(name)] as const)).then(
-      (entries) => fromElsewhere(new Map([...changes, ...entries]), since),
-      () => undefined,
-    );
-  };
-  const { bus } = deps;
-  const unbus = bus?.subscribe(fromSiblings);
-  const unserve = bus?.serveFlush?.(() => aggregator.waitDurable());
-
-  const counters = new CounterService(store, aggregator, changed, bus?.flushSiblings?.bind(bus));
-  const keys = new IdempotencyKeys(store, { ttlMs: config.idempotencyTtlMs });
-  const streams = new Set<EventStream>();
-  let closing = false;
-
-  const app: FastifyInstance = Fastify({
-    loggerInstance: logger as FastifyBaseLogger,
-    // Per-request logs cost throughput; we log at debug in onResponse instead.
-    logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: config.bodyLimitBytes,
-    // Behind a load balancer request.ip is the balancer's unless its X-Forwarded-For is trusted.
-    trustProxy: config.trustProxy as FastifyServerOptions['trustProxy'],
-    // Counter names are up to 128 characters; find-my-way's default cap is 100.
-    routerOptions: { maxParamLength: 256 },
-    return503OnClosing: true,
-    requestTimeout: config.requestTimeoutMs,
-    // Node reads requestTimeout only when the server is created (Fastify sets it later, which
-    // has no effect), and checks it on an interval (default 30 s): pass both here so a
-    // slow-body client gets its 408 near TALLY_REQUEST_TIMEOUT_MS.
-    http: {
-      requestTimeout: config.requestTimeoutMs,
-      connectionsCheckingInterval: Math.max(100, Math.min(1000, config.requestTimeoutMs / 2)),
-    },
-    // Our own reading of x-request-id (see requestId): Fastify's would echo any value.
-    requestIdHeader: false,
-    genReqId: requestId,
-    clientErrorHandler: answerClientError,
-    childLoggerFactory: (parent, bindings, options) =>
-      lazyChildLogger(parent as Logger, bindings, options) as FastifyBaseLogger,
-  });
-
-  // One JSON parser: an empty body means "no body" (curl -X POST), anything else must parse.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
-    const text = body as string;
-    if (text.trim() === '') return done(null, undefined);
-    try {
-      done(null, JSON.parse(text));
-    } catch {
-      done(new TallyError('INVALID_JSON'), undefined);
-    }
-  });
-
-  registerErrorHandling(app);
-  // A callback hook, not async: an async hook costs a promise and a microtask per request.
-  app.addHook('onResponse', (request, reply, done) => {
-    metrics.countRequest(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode);
-    if (logger.isLevelEnabled('debug')) {
-      request.log.debug(
-        {
-          method: request.method,
-          url: request.url,
-          status: reply.statusCode,
-          ms: reply.elapsedTime,
-        },
-        'request',
-      );
-    }
-    done();
-  });
-  app.addHook('preClose', async () => {
-    for (const s of streams) s.end();
-  });
-
-  await app.register(healthRoutes, {
-    store,
-    aggregator,
-    metrics,
-    instanceId,
-    writerId: lease.writerId,
-    closing: () => closing,
-    checks: [
-      () => wal?.problem(),
-      () => lease.problem(),
-      () => {
-        const failures = aggregator.consecutiveFailures();
-        if (failures < config.readyMaxFlushFailures) return undefined;
-        return `${failures} consecutive flushes failed; acknowledged increments wait in the log`;
-      },
-    ],
-  });
-  await app.register(counterRoutes, {
-    counters,
-    metrics,
-    keys,
-    requireAdmin: adminGuard(config.adminToken),
-  });
-  await app.register(eventRoutes, {
-    counters,
-    hub,
-    metrics,
-    streams,
-    maxClients: config.maxSseClients,
-    maxClientsPerIp: config.maxSseClientsPerIp,
-    heartbeatMs: config.sseHeartbeatMs,
-  });
-
-  await app.register(webRoutes, { flushIntervalMs: config.flushIntervalMs });
-  if (config.benchRoutes) {
-    // The benchmark's ceiling: same framework, hooks, parser and serializer; no counting.
-    app.post(
-      '/api/v1/noop',
-      { schema: { response: { 202: valueReply } } },
-      async (_request, reply) => {
-        reply.code(202);
-        return { name: 'noop', value: 0 };
-      },
-    );
-  }
-
-  aggregator.start();
-
-  let closed: Promise<DrainResult> | undefined;
-  const close = (): Promise<DrainResult> => {
-    closed ??= (async () => {
-      closing = true;
-      // Idle keep-alive sockets are closed at once; sockets that never sent a request (browser
-      // and undici preconnects) would hold close() for seconds, so cut everything after a grace
-      // period that lets in-flight requests finish.
-      const force = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
-      await app.close();
-      clearTimeout(force);
-      const result = await aggregator.drain(config.drainTimeoutMs);
-      if (!result.drained) {
-        logger.error(
-          { event: 'drain_incomplete', unflushed: result.unflushed },
-          'stopped with unflushed increments',
+        idLog.error(
+          { event: 'instance_lost', epoch: event.epoch },
+          `another process claimed instance id ${instanceId}: no longer accepting increments`,
         );
       }
-      await wal?.close();
-      await lease.release();
+    },
+  });
+  const locks: DirLock[] = [];
+  // Renewed from now on, replay included: a long replay must not let the lease lapse.
+  let suspend: ((reason: TallyError) => void) | undefined;
+  let lost: TallyError | undefined;
+  lease.keep(() => {
+    lost = new TallyError('IDENTITY_CONFLICT');
+    suspend?.(lost);
+  });
+  try {
+    if (deps.liveInstanceIds !== undefined) {
+      // With the log off, this run writes no log at all: every directory found is left over.
+      const live = new Set(config.wal ? deps.liveInstanceIds : []);
+      const adopted = await untilDone(
+        () => adoptOrphanLogs(join(config.dataDir, 'wal'), store, live, lockIfFree),
+        (err, attempt) =>
+          logger.error(
+            { event: 'replay_failed', err, attempt },
+            'leftover log replay failed; retrying',
+          ),
+      );
+      for (const result of adopted) {
+        logger.info(
+          { event: 'log_adopted', ...result },
+          `replayed the log left by ${result.instanceId}`,
+        );
+      }
+    }
+
+    let wal: WriteAheadLog | undefined;
+    if (config.wal) {
+      const dir = join(config.dataDir, 'wal', instanceId);
+      // Before reading the log: a second process on this log must never replay (and delete) it.
+      locks.push(lockDirectory(dir, `write-ahead log of ${instanceId}`));
+      const recovery = await untilDone(
+        () => recoverLog(dir, store, instanceId),
+        (err, attempt) =>
+          logger.error({ event: 'replay_failed', err, attempt }, 'log replay failed; retrying'),
+      );
+      if (recovery.segments > 0) {
+        logger.info({ event: 'log_replayed', ...recovery }, 'write-ahead log replayed');
+      }
+      wal = await WriteAheadLog.open({
+        dir,
+        fsync: config.walFsync,
+        syncIntervalMs: config.walSyncMs,
+        segmentBytes: config.walSegmentBytes,
+        firstSegment: recovery.nextSegment,
+        writer: lease.writerId,
+        ...(deps.openWalFile ? { openFile: deps.openWalFile } : {}),
+      });
+    }
+    const firstSeq = (await untilDone(() => store.lastSeq(lease.writerId))) + 1;
+
+    const aggregator = createAggregator(config.aggregator, {
+      store,
+      writerId: lease.writerId,
+      firstSeq,
+      flushIntervalMs: config.flushIntervalMs,
+      maxPending: config.maxPending,
+      maxUnflushed: config.maxUnflushed,
+      maxBatchSize: config.maxBatchSize,
+      ...(wal ? { journal: wal } : {}),
+      events: {
+        onApplied(batch, result, durationMs) {
+          metrics.batchesFlushed.inc();
+          metrics.countersFlushed.inc(batch.deltas.size);
+          metrics.flushDuration.observe(durationMs / 1000);
+          metrics.storeUp.set(1);
+          if (result.duplicate)
+            flushLog.info({ seq: batch.seq }, 'retried batch was already applied; skipped');
+          if (result.rejected.length > 0) {
+            metrics.overflowRejected.inc(result.rejected.length);
+            flushLog.error(
+              {
+                event: 'overflow_rejected',
+                seq: batch.seq,
+                counters: result.rejected.slice(0, 20),
+              },
+              'deltas refused: value would leave ±(2^53-1)',
+            );
+          }
+          changed(result.values);
+        },
+        onFlushError(batch, err, failures) {
+          metrics.flushFailures.inc();
+          metrics.storeErrors.labels('applyBatch').inc();
+          metrics.storeUp.set(0);
+          flushLog.error(
+            { event: 'flush_failed', seq: batch.seq, counters: batch.deltas.size, failures, err },
+            'flush failed; batch kept for retry',
+          );
+        },
+        onIdentityConflict(batch) {
+          // Still our epoch: nobody else can write as us, so the client library re-sent our own
+          // first attempt (it was applied once). Otherwise another process has our writer id.
+          void lease.owned().then((owned) => {
+            const at = { writer: batch.instanceId, seq: batch.seq };
+            if (owned) {
+              flushLog.warn(
+                { event: 'batch_resent', ...at },
+                'first attempt of a batch found applied, and the lease is still ours: a re-send',
+              );
+              return;
+            }
+            metrics.identityConflicts.inc();
+            aggregator.suspend(new TallyError('IDENTITY_CONFLICT'));
+            flushLog.error(
+              { event: 'identity_conflict', ...at },
+              'first attempt of a batch was already applied: another process writes as this one; ' +
+                'its deltas were not counted and increments are refused (docs/reliability.md)',
+            );
+          });
+        },
+        onRecovered() {
+          flushLog.info(
+            { event: 'flush_recovered' },
+            'store reachable again; pending increments flushed',
+          );
+        },
+      },
+    });
+
+    suspend = (reason) => aggregator.suspend(reason);
+    if (lost !== undefined) aggregator.suspend(lost);
+
+    // Values other instances flushed: refresh estimates and tell local streams.
+    const fromElsewhere = (changes: ReadonlyMap<string, number>, since?: number) => {
+      for (const [name, value] of changes) aggregator.learn(name, value, since);
+      hub.publish(changes);
+    };
+    const unwatch = store.watch?.(fromElsewhere);
+    // Sibling workers share the store but not an order: a sibling's message can arrive after this
+    // process flushed a newer value (store.watch orders Redis messages by version; the IPC bus has
+    // none). Live streams must never step back, so watched counters publish the store's current
+    // value instead, read after the message came.
+    // Their unordered values never enter the estimates either; the store's do (eventual reads
+    // read the store anyway).
+    const fromSiblings = (changes: ReadonlyMap<string, number>) => {
+      const watched = hub.watched(changes);
+      if (watched.length === 0) return;
+      const since = aggregator.readEpoch();
+      void Promise.all(watched.map(async (name) => [name, await store.get(name)] as const)).then(
+        (entries) => fromElsewhere(new Map(entries), since),
+        () => undefined,
+      );
+    };
+    const { bus } = deps;
+    const unbus = bus?.subscribe(fromSiblings);
+    const unserve = bus?.serveFlush?.(() => aggregator.waitDurable());
+
+    const counters = new CounterService(store, aggregator, changed, bus?.flushSiblings?.bind(bus));
+    const keys = new IdempotencyKeys(store, { ttlMs: config.idempotencyTtlMs });
+    const streams = new Set<EventStream>();
+    let closing = false;
+
+    const app: FastifyInstance = Fastify({
+      loggerInstance: logger as FastifyBaseLogger,
+      // Per-request logs cost throughput; we log at debug in onResponse instead.
+      logController: new LogController({ disableRequestLogging: true }),
+      bodyLimit: config.bodyLimitBytes,
+      // Behind a load balancer request.ip is the balancer's unless its X-Forwarded-For is trusted.
+      trustProxy: config.trustProxy as FastifyServerOptions['trustProxy'],
+      // Counter names are up to 128 characters; find-my-way's default cap is 100.
+      routerOptions: { maxParamLength: 256 },
+      return503OnClosing: true,
+      requestTimeout: config.requestTimeoutMs,
+      // Node reads requestTimeout only when the server is created (Fastify sets it later, which
+      // has no effect), and checks it on an interval (default 30 s): pass both here so a
+      // slow-body client gets its 408 near TALLY_REQUEST_TIMEOUT_MS.
+      http: {
+        requestTimeout: config.requestTimeoutMs,
+        connectionsCheckingInterval: Math.max(100, Math.min(1000, config.requestTimeoutMs / 2)),
+      },
+      // Our own reading of x-request-id (see requestId): Fastify's would echo any value.
+      requestIdHeader: false,
+      genReqId: requestId,
+      clientErrorHandler: answerClientError,
+      childLoggerFactory: (parent, bindings, options) =>
+        lazyChildLogger(parent as Logger, bindings, options) as FastifyBaseLogger,
+    });
+
+    // One JSON parser: an empty body means "no body" (curl -X POST), anything else must parse.
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+      const text = body as string;
+      if (text.trim() === '') return done(null, undefined);
+      try {
+        done(null, JSON.parse(text));
+      } catch {
+        done(new TallyError('INVALID_JSON'), undefined);
+      }
+    });
+
+    registerErrorHandling(app);
+    // A callback hook, not async: an async hook costs a promise and a microtask per request.
+    app.addHook('onResponse', (request, reply, done) => {
+      metrics.countRequest(
+        request.routeOptions.url ?? 'unmatched',
+        request.method,
+        reply.statusCode,
+      );
+      if (logger.isLevelEnabled('debug')) {
+        request.log.debug(
+          {
+            method: request.method,
+            url: request.url,
+            status: reply.statusCode,
+            ms: reply.elapsedTime,
+          },
+          'request',
+        );
+      }
+      done();
+    });
+    app.addHook('preClose', async () => {
+      for (const s of streams) s.end();
+    });
+
+    await app.register(healthRoutes, {
+      store,
+      aggregator,
+      metrics,
+      instanceId,
+      writerId: lease.writerId,
+      closing: () => closing,
+      checks: [
+        () => wal?.problem(),
+        () => lease.problem(),
+        () => {
+          const failures = aggregator.consecutiveFailures();
+          if (failures < config.readyMaxFlushFailures) return undefined;
+          return `${failures} consecutive flushes failed; acknowledged increments wait in the log`;
+        },
+      ],
+    });
+    await app.register(counterRoutes, {
+      counters,
+      metrics,
+      keys,
+      requireAdmin: adminGuard(config.adminToken),
+    });
+    await app.register(eventRoutes, {
+      counters,
+      hub,
+      metrics,
+      streams,
+      maxClients: config.maxSseClients,
+      maxClientsPerIp: config.maxSseClientsPerIp,
+      heartbeatMs: config.sseHeartbeatMs,
+    });
+
+    await app.register(webRoutes, { flushIntervalMs: config.flushIntervalMs });
+    if (config.benchRoutes) {
+      // The benchmark's ceiling: same framework, hooks, parser and serializer; no counting.
+      app.post(
+        '/api/v1/noop',
+        { schema: { response: { 202: valueReply } } },
+        async (_request, reply) => {
+          reply.code(202);
+          return { name: 'noop', value: 0 };
+        },
+      );
+    }
+
+    aggregator.start();
+
+    let closed: Promise<DrainResult> | undefined;
+    const close = (): Promise<DrainResult> => {
+      closed ??= (async () => {
+        closing = true;
+        // Idle keep-alive sockets are closed at once; sockets that never sent a request (browser
+        // and undici preconnects) would hold close() for seconds, so cut everything after a grace
+        // period that lets in-flight requests finish.
+        const force = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
+        await app.close();
+        clearTimeout(force);
+        const result = await aggregator.drain(config.drainTimeoutMs);
+        if (!result.drained) {
+          logger.error(
+            { event: 'drain_incomplete', unflushed: result.unflushed },
+            'stopped with unflushed increments',
+          );
+        }
+        await wal?.close();
+        await lease.release();
+        for (const lock of locks) lock.release();
+        unwatch?.();
+        unbus?.();
+        unserve?.();
+        hub.close();
+        await store.close();
+        return result;
+      })();
+      return closed;
+    };
+
+    const abandon = () => {
+      lease.abandon();
       for (const lock of locks) lock.release();
-      unwatch?.();
-      unbus?.();
-      unserve?.();
-      hub.close();
-      await store.close();
-      return result;
-    })();
-    return closed;
-  };
+    };
 
-  const abandon = () => {
-    lease.abandon();
+    return { app, store, aggregator, hub, metrics, counters, wal, close, abandon };
+  } catch (err) {
+    // A start that fails after the claim gives back what it took, so a retry can have them.
+    await lease.release();
     for (const lock of locks) lock.release();
-  };
-
-  return { app, store, aggregator, hub, metrics, counters, wal, close, abandon };
+    throw err;
+  }
 }
 
-/**
- * Retries `op` with capped backoff until it succeeds: startup waits out a store outage. An
- * instance id held by another process is not an outage: that error ends the start.
- */
+/** Retries `op` with capped backoff until it succeeds: startup waits out a store outage. */
 async function untilDone<T>(
   op: () => Promise<T>,
   onError?: (err: unknown, attempt: number) => void,
@@ -415,7 +449,6 @@ async function untilDone<T>(
     try {
       return await op();
     } catch (err) {
-      if (err instanceof InstanceHeldError) throw err;
       onError?.(err, attempt);
       await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
     }

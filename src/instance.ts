@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { Store } from './store/interface.js';
+import type { InstanceClaim, Store } from './store/interface.js';
 
 const ID_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
 
@@ -61,6 +61,7 @@ export interface LeaseOptions {
 /** What a lease reports as it goes. */
 export type LeaseEvent =
   | { readonly kind: 'waiting'; readonly holder: string; readonly expiresInMs: number }
+  | { readonly kind: 'claim-failed'; readonly err: unknown; readonly attempt: number }
   | { readonly kind: 'took-over'; readonly holder: string; readonly epoch: number }
   | { readonly kind: 'renew-failed'; readonly err: unknown }
   | { readonly kind: 'lost'; readonly epoch: number };
@@ -111,10 +112,22 @@ export class InstanceLease {
       startedAt: new Date().toISOString(),
     };
     const holder = JSON.stringify(me);
-    const giveUpAt = performance.now() + leaseMs + 2000;
+    let giveUpAt = performance.now() + leaseMs + 2000;
     let takeover: number | undefined;
+    let failures = 0;
     for (;;) {
-      const claim = await store.claimInstance(instanceId, holder, leaseMs, takeover);
+      let claim: InstanceClaim;
+      try {
+        claim = await store.claimInstance(instanceId, holder, leaseMs, takeover);
+      } catch (err) {
+        // The store is down (or the answer was lost): wait it out with the same holder string,
+        // so a grant whose answer was lost is recognised as ours on the next try.
+        failures++;
+        onEvent({ kind: 'claim-failed', err, attempt: failures });
+        await sleep(Math.min(5000, 100 * 2 ** Math.min(failures, 6)));
+        giveUpAt = performance.now() + leaseMs + 2000;
+        continue;
+      }
       if (claim.granted) {
         if (takeover !== undefined) onEvent({ kind: 'took-over', holder, epoch: claim.epoch });
         return new InstanceLease(store, instanceId, claim.epoch, leaseMs, onEvent);
@@ -155,6 +168,12 @@ export class InstanceLease {
     this.timer.unref();
   }
 
+  /** Asks the store whether this process still holds its epoch (renewing the lease). */
+  async owned(): Promise<boolean> {
+    if (this.lostAt !== null) return false;
+    return this.store.renewInstance(this.instanceId, this.epoch, this.leaseMs).catch(() => true);
+  }
+
   /** Why this process no longer owns its id, or undefined while it does. */
   problem(): string | undefined {
     if (this.lostAt === null) return undefined;
@@ -185,7 +204,9 @@ export class InstanceLease {
 function isDeadPredecessor(raw: string, me: Holder): boolean {
   const other = parseHolder(raw);
   if (other === undefined || other.host !== me.host || other.bootId !== me.bootId) return false;
-  if (me.bootId === '' || other.pid === me.pid) return false;
+  if (me.bootId === '') return false;
+  // Our own pid from an earlier start of this boot (a container restarted: pid 1 again).
+  if (other.pid === me.pid) return other.startedAt !== me.startedAt && other.dataDir === me.dataDir;
   try {
     process.kill(other.pid, 0);
     return false;

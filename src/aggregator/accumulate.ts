@@ -4,8 +4,8 @@ import { type AggregatorOptions, WriteBehindAggregator } from './write-behind.js
 /**
  * The default design. `add` is one Map update; every `flushIntervalMs` (±10%) the whole Map is
  * swapped out and sent as one batch. The bound (`maxPending`) counts distinct counters pending,
- * held for an admission whose log write is under way, and in the batch being flushed, since
- * memory grows with names, not with increments.
+ * held for an admission whose log write is under way, cut off by an admin write, and in the
+ * batch being flushed, since memory grows with names, not with increments.
  */
 export class AccumulateAggregator extends WriteBehindAggregator {
   readonly kind = 'accumulate';
@@ -42,7 +42,8 @@ export class AccumulateAggregator extends WriteBehindAggregator {
   protected hasRoom(fresh: number): boolean {
     return (
       fresh === 0 ||
-      this.pending.size + this.heldOutside + this.inflightSize() + fresh <= this.maxPending
+      this.pending.size + this.heldOutside + this.sealedCounters + this.inflightSize() + fresh <=
+        this.maxPending
     );
   }
 

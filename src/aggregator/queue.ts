@@ -71,8 +71,9 @@ export class QueueAggregator extends WriteBehindAggregator {
   }
 
   protected hasRoom(_fresh: number, items: number): boolean {
-    // Slots held for admissions whose log write is under way are taken already.
-    return this.length + this.heldItems + items <= this.maxPending;
+    // Slots held for admissions whose log write is under way are taken already; work cut off by
+    // an admin write left the ring but not memory (one slot per counter).
+    return this.length + this.heldItems + this.sealedCounters + items <= this.maxPending;
   }
 
   pendingSize(): number {

@@ -62,8 +62,10 @@ export interface AggregatorEvents {
   /** The store was unhealthy and a flush succeeded again. */
   onRecovered?(): void;
   /**
-   * A batch's first attempt was reported as already applied: some other process sent batches
-   * under this writer id. Its deltas were not counted; this aggregator stops admitting.
+   * A batch's first attempt was reported as already applied: either another process sent
+   * batches under this writer id (this batch was then not counted) or the client library re-sent
+   * the attempt. The observer decides (it can ask the store who owns the epoch) and calls
+   * `suspend` for a real conflict.
    */
   onIdentityConflict?(batch: Batch): void;
 }
@@ -140,6 +142,10 @@ export abstract class WriteBehindAggregator {
   private inflightAttempts = 0;
   /** Work cut off by `exclusive`, flushed before anything accepted after the cut. */
   private sealed: Array<{ deltas: Map<string, number>; ticket: number }> = [];
+  /** Sum of the sealed deltas per counter (estimates and headroom count them). */
+  private readonly sealedDeltas = new Map<string, number>();
+  /** Counters in `sealed`, each entry's counted apart (they take pending slots). */
+  protected sealedCounters = 0;
   private inflightTicket = 0;
   private nextSeq: number;
   /** Tickets: one per accepted increment. */
@@ -162,7 +168,8 @@ export abstract class WriteBehindAggregator {
   private started = false;
   private stopping = false;
   private failures = 0;
-  private applied = 0;
+  /** Bumped whenever a stored value may have moved under a read: our batches, admin writes, learns. */
+  private epoch = 0;
 
   constructor(options: AggregatorOptions) {
     this.store = options.store;
@@ -350,10 +357,13 @@ export abstract class WriteBehindAggregator {
     if (this.eager()) this.kick();
   }
 
-  /** Takes the next batch's deltas; held counters no longer pending take slots of their own. */
+  /**
+   * Takes the next batch's deltas. Held counters that are no longer pending take slots of their
+   * own, also when everything taken summed to zero (nothing to send, but pending was emptied).
+   */
   private take(): { deltas: Map<string, number>; ticket: number } | null {
     const taken = this.takeDeltas();
-    if (taken !== null && this.holds.size > 0) {
+    if (this.holds.size > 0) {
       for (const [name, hold] of this.holds) {
         if (!hold.outside && !this.isPending(name)) {
           hold.outside = true;
@@ -364,13 +374,34 @@ export abstract class WriteBehindAggregator {
     return taken;
   }
 
+  private pushSealed(taken: { deltas: Map<string, number>; ticket: number }): void {
+    this.sealed.push(taken);
+    this.sealedCounters += taken.deltas.size;
+    for (const [name, delta] of taken.deltas) {
+      this.sealedDeltas.set(name, (this.sealedDeltas.get(name) ?? 0) + delta);
+    }
+  }
+
+  private shiftSealed(): { deltas: Map<string, number>; ticket: number } | null {
+    const taken = this.sealed.shift();
+    if (taken === undefined) return null;
+    this.sealedCounters -= taken.deltas.size;
+    for (const [name, delta] of taken.deltas) {
+      const rest = (this.sealedDeltas.get(name) ?? 0) - delta;
+      if (this.sealed.some((s) => s.deltas.has(name))) this.sealedDeltas.set(name, rest);
+      else this.sealedDeltas.delete(name);
+    }
+    return taken;
+  }
+
   // ---- estimates and stored values ----
 
-  /** Last stored value + in-flight + pending deltas. */
+  /** Last stored value + in-flight + cut-off + pending deltas. */
   estimate(name: string): number {
-    return (
-      (this.known.get(name) ?? 0) + (this.inflight?.deltas.get(name) ?? 0) + this.pendingDelta(name)
-    );
+    let value = (this.known.get(name) ?? 0) + this.pendingDelta(name);
+    if (this.inflight !== null) value += this.inflight.deltas.get(name) ?? 0;
+    if (this.sealedCounters > 0) value += this.sealedDeltas.get(name) ?? 0;
+    return value;
   }
 
   /** True when a stored value for this counter is known, so `estimate` needs no read. */
@@ -385,21 +416,23 @@ export abstract class WriteBehindAggregator {
 
   /** Pass to `learn` with a value read from the store: taken when the read began. */
   readEpoch(): number {
-    return this.applied;
+    return this.epoch;
   }
 
   /**
    * The one way a stored value learned outside this process's own batches (a read, a set or
-   * delete, another instance's change) enters the estimates. It is taken unless a batch of ours
-   * that carries this counter is in flight (the value may or may not include its delta), or, for
-   * a read, one of our batches was applied or an admin write ran since the read began (`since`,
-   * from `readEpoch()`; the read may predate it, and taking it would step back). Returns whether
-   * it was taken.
+   * delete, another instance's versioned change) enters the estimates. It is taken unless a batch
+   * of ours that carries this counter is in flight or cut off (the value may or may not include
+   * its delta), or, for a read, anything moved since the read began (`since`, from `readEpoch()`:
+   * one of our batches landed, an admin write ran, or another value was learned; the read may
+   * predate it, and taking it would step back). Values without an order (sibling workers' IPC
+   * messages) must not come in here.
    */
-  learn(name: string, value: number, since = this.applied): boolean {
-    if (since !== this.applied || (this.inflight?.deltas.has(name) ?? false)) return false;
+  learn(name: string, value: number, since = this.epoch): void {
+    if (since !== this.epoch || (this.inflight?.deltas.has(name) ?? false)) return;
+    if (this.sealedCounters > 0 && this.sealedDeltas.has(name)) return;
+    this.epoch++;
     this.remember(name, value);
-    return true;
   }
 
   /** True unless the last flush attempt failed. */
@@ -444,15 +477,16 @@ export abstract class WriteBehindAggregator {
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const target = this.ticket;
     // Cut now, synchronously: increments accepted from here on wait until after `fn`.
-    for (let taken = this.take(); taken !== null; taken = this.take()) {
-      this.sealed.push(taken);
-    }
+    for (let taken = this.take(); taken !== null; taken = this.take()) this.pushSealed(taken);
     return this.withLock(async () => {
-      while (this.durableTicket < target) await this.flushOnce();
+      // Only what was cut (and the batch in flight): later increments wait until after `fn`.
+      // Cut work that summed to zero needs no write, so the target is settled here.
+      while (this.inflight !== null || this.sealed.length > 0) await this.flushOnce(true);
+      this.settle(target);
       try {
         return await fn();
       } finally {
-        this.applied++;
+        this.epoch++;
       }
     });
   }
@@ -479,8 +513,13 @@ export abstract class WriteBehindAggregator {
     for (;;) {
       try {
         await this.withLock(async () => {
-          while (this.inflight !== null || this.sealed.length > 0 || this.pendingIncrements() > 0) {
-            await this.flushOnce();
+          for (;;) {
+            if (this.inflight !== null || this.sealed.length > 0 || this.pendingIncrements() > 0) {
+              await this.flushOnce();
+            } else if (this.heldItems > 0) {
+              // Admitted before the stop, log write still under way: they land in a moment.
+              await sleep(1);
+            } else break;
           }
         });
         return { drained: true, unflushed: 0 };
@@ -490,7 +529,7 @@ export abstract class WriteBehindAggregator {
         delay = Math.min(delay * 2, this.retryMaxMs);
       }
     }
-    return { drained: false, unflushed: this.ticket - this.durableTicket };
+    return { drained: false, unflushed: this.ticket - this.durableTicket + this.heldItems };
   }
 
   // ---- the worker ----
@@ -540,12 +579,15 @@ export abstract class WriteBehindAggregator {
     } else this.schedule(this.jittered(this.flushIntervalMs));
   }
 
-  /** Applies the in-flight batch, or the next one; must run under the lock. */
-  private async flushOnce(): Promise<void> {
+  /**
+   * Applies the in-flight batch, or the next one (only cut-off work when `onlyCut`); must run
+   * under the lock.
+   */
+  private async flushOnce(onlyCut = false): Promise<void> {
     if (this.inflight === null) {
-      const taken = this.sealed.shift() ?? this.take();
+      const taken = this.shiftSealed() ?? (onlyCut ? null : this.take());
       if (taken === null) {
-        this.settle(this.ticket);
+        if (!onlyCut) this.settle(this.ticket);
         return;
       }
       this.inflight = { instanceId: this.writerId, seq: this.nextSeq++, deltas: taken.deltas };
@@ -571,13 +613,13 @@ export abstract class WriteBehindAggregator {
       throw err;
     }
     if (result.duplicate && this.inflightAttempts === 1) {
-      // Nothing of ours can have applied this seq: another process writes as us. Its deltas are
-      // lost to the store unless we stop here and say so loudly.
-      this.suspend(new TallyError('IDENTITY_CONFLICT'));
+      // Either another process writes as us (its batch holds this seq: ours was not counted), or
+      // the client library re-sent our first attempt after a dropped connection (ioredis Cluster
+      // does). The observer tells them apart by asking the store who owns our epoch.
       this.events.onIdentityConflict?.(batch);
     }
     this.inflight = null;
-    this.applied++;
+    this.epoch++;
     for (const [name, value] of result.values) this.remember(name, value);
     const recovered = this.failures > 0;
     this.failures = 0;

@@ -300,7 +300,7 @@ describe.each(designs)('%s admission with a log', (_label, make) => {
     expect(await store.get('hot')).toBe(50);
   });
 
-  it('stops admitting when a first attempt is reported already applied (identity conflict)', async () => {
+  it('reports a first attempt found already applied; refuses admissions once suspended', async () => {
     const store = new FlakyStore();
     // Another process already used seq 1 under this writer id.
     await store.applyBatch({ instanceId: 'adm@1', seq: 1, deltas: new Map([['other', 1]]) });
@@ -314,10 +314,12 @@ describe.each(designs)('%s admission with a log', (_label, make) => {
     await agg.admit('mine', 1);
     await agg.waitDurable();
     expect(conflicts).toEqual([1]);
+    agg.suspend(new TallyError('IDENTITY_CONFLICT'));
     expect(() => agg.admit('mine', 1)).toThrow(
       expect.objectContaining({ code: 'IDENTITY_CONFLICT' }),
     );
-    await agg.drain(1000);
+    // What was acknowledged before still flushes.
+    expect((await agg.drain(1000)).drained).toBe(true);
   });
 
   it('a retried batch found applied is no conflict', async () => {
@@ -348,10 +350,93 @@ describe.each(designs)('%s admission with a log', (_label, make) => {
     await agg.admit('l', 5);
     await agg.waitDurable();
     // A read that began before our batch landed may predate it: refused.
-    expect(agg.learn('l', 0, since)).toBe(false);
+    agg.learn('l', 0, since);
     expect(agg.estimate('l')).toBe(5);
-    expect(agg.learn('l', 7, agg.readEpoch())).toBe(true);
+    const read = agg.readEpoch();
+    agg.learn('l', 7, read);
     expect(agg.estimate('l')).toBe(7);
+    // A read that began before another value was learned (a watch message) is refused too.
+    agg.learn('l', 9);
+    agg.learn('l', 8, read);
+    expect(agg.estimate('l')).toBe(9);
+    await agg.drain(1000);
+  });
+});
+
+describe.each(designs)('%s bounds around cut-off and zero-sum work', (_label, make) => {
+  const base = { writerId: 'cut@1', flushIntervalMs: 20, retryBaseMs: 5, retryMaxMs: 20 };
+
+  it('counts work cut off by an admin write against the bound and the headroom', async () => {
+    const store = new FlakyStore();
+    store.mode = 'fail';
+    await store.set('edge', Number.MAX_SAFE_INTEGER - 10);
+    const agg = make({ ...base, store, maxPending: 3 });
+    agg.learn('edge', Number.MAX_SAFE_INTEGER - 10);
+    await agg.admit('edge', 10);
+    await agg.admit('b', 1);
+    // The store is down: the admin write cuts pending work off and waits.
+    const put = agg.exclusive(async () => undefined).catch(() => undefined);
+    expect(() => agg.admit('edge', 1)).toThrow(
+      expect.objectContaining({ code: 'COUNTER_OVERFLOW' }),
+    );
+    // Synchronously after the cut (no await: the flush of the cut work has not started yet).
+    const c = agg.admit('c', 1);
+    expect(() => agg.admit('d', 1)).toThrow(expect.objectContaining({ code: 'OVERLOADED' }));
+    await c;
+    store.mode = 'ok';
+    agg.start();
+    await put;
+    await agg.drain(2000);
+    expect(await store.get('edge')).toBe(Number.MAX_SAFE_INTEGER);
+  });
+
+  it('orders an admin write after a zero-sum cut and before later increments', async () => {
+    const store = new FlakyStore();
+    store.delayMs = 20;
+    const agg = make({ ...base, store });
+    agg.start();
+    await agg.admit('y', 1);
+    // Let a batch with y go in flight, then leave a zero-sum pending cut for x.
+    await new Promise((r) => setTimeout(r, 30));
+    await agg.admit('x', 1);
+    await agg.admit('x', -1);
+    const put = agg.exclusive(async () => {
+      await store.set('x', 100);
+      agg.learn('x', 100);
+    });
+    await agg.admit('x', 5);
+    await put;
+    await agg.waitDurable();
+    expect(await store.get('x')).toBe(105);
+    await agg.drain(1000);
+  });
+});
+
+describe('accumulate aggregator', () => {
+  const base = { writerId: 'zero@1', flushIntervalMs: 20, retryBaseMs: 5, retryMaxMs: 20 };
+  const make = (o: AggregatorOptions) => new AccumulateAggregator(o);
+
+  it('keeps the pending bound when a flush finds only zero-sum deltas', async () => {
+    const store = new FlakyStore();
+    const journal = new HeldJournal();
+    const agg = make({ ...base, store, journal, maxPending: 2 });
+    for (const [name, by] of [
+      ['x', 1],
+      ['x', -1],
+      ['y', 1],
+      ['y', -1],
+    ] as const) {
+      const p = agg.admit(name, by);
+      journal.settleAll();
+      await p;
+    }
+    // Held while pending, then a flush empties pending (all zero: nothing sent).
+    const held = [agg.admit('x', 1), agg.admit('y', 1)];
+    agg.start();
+    await agg.waitDurable();
+    expect(() => agg.admit('z', 1)).toThrow(expect.objectContaining({ code: 'OVERLOADED' }));
+    journal.settleAll();
+    await Promise.all(held);
     await agg.drain(1000);
   });
 });
