@@ -303,15 +303,15 @@ export class SqliteStore implements Store {
    * loop serves requests meanwhile. A failed attempt changed nothing: transactions roll back.
    */
   private async unlocked<T>(what: string, fn: () => T): Promise<T> {
-    const started = Date.now();
+    const started = performance.now();
     for (let attempt = 1; ; attempt++) {
       try {
         return fn();
       } catch (err) {
         if (!isBusy(err)) throw err;
-        const left = this.busyRetryMs - (Date.now() - started);
+        const left = this.busyRetryMs - (performance.now() - started);
         if (left <= 0) {
-          const waited = Date.now() - started;
+          const waited = Math.round(performance.now() - started);
           throw new Error(
             `SQLite ${this.path} stayed locked by another connection for ${waited} ms ` +
               `(${what}, ${attempt} attempts)`,
@@ -334,13 +334,13 @@ function isBusy(err: unknown): boolean {
 
 /** Runs `fn`, retrying for up to `timeoutMs` while SQLite answers SQLITE_BUSY (startup only). */
 function whileBusy<T>(timeoutMs: number, fn: () => T): T {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   const pause = new Int32Array(new SharedArrayBuffer(4));
   for (;;) {
     try {
       return fn();
     } catch (err) {
-      if (!isBusy(err) || Date.now() >= deadline) throw err;
+      if (!isBusy(err) || performance.now() >= deadline) throw err;
       Atomics.wait(pause, 0, 0, 10 + Math.floor(Math.random() * 20));
     }
   }

@@ -19,6 +19,8 @@ export type WalFsync = 'always' | 'interval' | 'never';
 export interface WalFile {
   write(data: Buffer): Promise<unknown>;
   datasync(): Promise<void>;
+  /** Cuts the file to `size` bytes (takes back a frame whose sync failed). */
+  truncate?(size: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -146,6 +148,16 @@ export class WriteAheadLog {
     }
     try {
       await this.enqueue(`M ${seq} ${lastItem}\n`, 0);
+      // The store may apply the batch right after this; in interval mode the marker is synced
+      // first, or a power loss could keep the batch in the store and lose its marker, and replay
+      // would apply it again. One fdatasync per flush, off the event loop.
+      if (this.fsync === 'interval' && this.file !== null) {
+        this.dirty = false;
+        await this.file.datasync().catch((err: unknown) => {
+          this.fail(err as Error);
+          throw err;
+        });
+      }
     } catch {
       this.unmarked = true;
     }
@@ -218,19 +230,47 @@ export class WriteAheadLog {
       if (this.broken !== null || this.file === null) throw this.broken ?? new Error('log closed');
       if (this.segmentSize >= this.segmentBytes) await this.startSegment();
       const frame = encodeFrame(g.lines);
-      await (this.file as WalFile).write(frame);
+      const file = this.file as WalFile;
+      const before = this.segmentSize;
+      await file.write(frame);
       this.segmentSize += frame.length;
       this.written += g.items;
       const current = this.segments[this.segments.length - 1];
       if (current !== undefined) current.lastItem = this.written;
-      if (this.fsync === 'always') await (this.file as WalFile).datasync();
-      else this.dirty = true;
+      if (this.fsync === 'always') {
+        try {
+          await file.datasync();
+        } catch (err) {
+          // These increments are refused, so they must not stay in the log: replay would count
+          // them, and item numbers would run ahead of the aggregator's tickets for good.
+          await this.unwrite(file, before, g.items);
+          throw err;
+        }
+      } else this.dirty = true;
       for (const w of g.waiters) w.resolve();
     } catch (err) {
       this.fail(err as Error);
       const error = new TallyError('LOG_UNAVAILABLE', undefined, { cause: err, retryAfterS: 5 });
       for (const w of g.waiters) w.reject(error);
     }
+  }
+
+  /**
+   * Takes the last frame back after its sync failed: truncates the segment to where the frame
+   * began and rolls the numbering back. If even that fails, the frame stays (as it would after a
+   * crash) and the log stays broken until a restart replays it.
+   */
+  private async unwrite(file: WalFile, size: number, items: number): Promise<void> {
+    if (file.truncate === undefined) return;
+    try {
+      await file.truncate(size);
+    } catch {
+      return;
+    }
+    this.segmentSize = size;
+    this.written -= items;
+    const current = this.segments[this.segments.length - 1];
+    if (current !== undefined) current.lastItem = this.written;
   }
 
   private async startSegment(): Promise<void> {
@@ -349,6 +389,7 @@ export async function openSegment(path: string): Promise<WalFile> {
       }
     },
     datasync: () => handle.datasync(),
+    truncate: (size) => handle.truncate(size),
     close: () => handle.close(),
   };
 }

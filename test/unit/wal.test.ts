@@ -169,6 +169,42 @@ describe('write-ahead log', () => {
     await wal.close();
   });
 
+  it('takes back a frame whose fdatasync failed (always mode): refused increments are never replayed', async () => {
+    const d = dir();
+    let syncFails = false;
+    const { open } = await import('node:fs/promises');
+    const wal = await WriteAheadLog.open({
+      dir: d,
+      writer: 'i@1',
+      fsync: 'always',
+      openFile: async (path) => {
+        const fh = await open(path, 'a');
+        return {
+          write: (data: Buffer) => fh.write(data),
+          datasync: () => (syncFails ? Promise.reject(new Error('EIO: i/o error')) : fh.datasync()),
+          truncate: (size: number) => fh.truncate(size),
+          close: () => fh.close(),
+        };
+      },
+    });
+    await wal.append('x', 1);
+    syncFails = true;
+    await expect(wal.append('x', 2)).rejects.toMatchObject({ code: 'LOG_UNAVAILABLE' });
+    syncFails = false;
+    // Only the first increment was acknowledged: once it is durable the log recovers.
+    wal.markDurable(1);
+    const deadline = Date.now() + 3000;
+    while (wal.problem() !== undefined && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(wal.problem()).toBeUndefined();
+    await wal.append('x', 4);
+    // A crash now: replay finds exactly the one unflushed, acknowledged increment.
+    const store = new MemoryStore();
+    await recoverLog(d, store, 'i');
+    expect(await store.get('x')).toBe(4);
+    await wal.close();
+  });
+
   it('skips stray files and reads segments in order', async () => {
     const d = dir();
     writeFileSync(join(d, 'notes.txt'), 'hello');
