@@ -84,13 +84,15 @@ export interface DrainResult {
   readonly unflushed: number;
 }
 
-/** Increments of one counter admitted but not yet logged: the headroom they may still take. */
-interface Hold {
-  /** Sum of the positive and of the negative held deltas. */
+/** Deltas of one counter in an admission: sums of the positive and negative ones, and how many. */
+interface Sum {
   up: number;
   down: number;
-  /** Held increments. */
   n: number;
+}
+
+/** Increments of one counter admitted but not yet logged: the headroom they may still take. */
+interface Hold extends Sum {
   /** Not pending when held: takes a pending slot of its own (accumulate's bound). */
   outside: boolean;
 }
@@ -227,15 +229,16 @@ export abstract class WriteBehindAggregator {
       this.accept(name, by);
       return Promise.resolve(this.estimate(name));
     }
-    this.hold(name, by, hold);
+    const sum: Sum = { up: Math.max(by, 0), down: Math.min(by, 0), n: 1 };
+    this.hold(name, sum);
     return journal.append(name, by).then(
       () => {
-        this.release(name, by);
+        this.release(name, sum);
         this.accept(name, by);
         return this.estimate(name);
       },
       (err: unknown) => {
-        this.release(name, by);
+        this.release(name, sum);
         throw err;
       },
     );
@@ -247,13 +250,22 @@ export abstract class WriteBehindAggregator {
    */
   admitMany(items: readonly Increment[]): Promise<number> {
     this.refuseIfClosed();
-    const totals = new Map<string, number>();
-    for (const { name, by } of items) totals.set(name, (totals.get(name) ?? 0) + by);
+    // Per counter, not per item: a 1000-item batch on a few counters costs a few Map entries.
+    const sums = new Map<string, Sum>();
+    for (const { name, by } of items) {
+      const sum = sums.get(name);
+      if (sum === undefined) sums.set(name, { up: Math.max(by, 0), down: Math.min(by, 0), n: 1 });
+      else {
+        if (by > 0) sum.up += by;
+        else sum.down += by;
+        sum.n++;
+      }
+    }
     let fresh = 0;
-    for (const [name, total] of totals) {
+    for (const [name, sum] of sums) {
       const hold = this.holds.get(name);
       if (hold === undefined && !this.isPending(name)) fresh++;
-      if (!this.fits(name, total, hold)) {
+      if (!this.fits(name, sum.up + sum.down, hold)) {
         throw new TallyError(
           'COUNTER_OVERFLOW',
           `Counter "${name}" would leave ±(2^53-1); nothing was applied`,
@@ -265,17 +277,17 @@ export abstract class WriteBehindAggregator {
     }
     const journal = this.journal;
     if (journal === undefined) {
-      for (const { name, by } of items) this.accept(name, by);
+      this.acceptAll(items, sums.keys());
       return Promise.resolve(this.ticket);
     }
-    for (const { name, by } of items) this.hold(name, by, this.holds.get(name));
+    for (const [name, sum] of sums) this.hold(name, sum);
     const releaseAll = () => {
-      for (const { name, by } of items) this.release(name, by);
+      for (const [name, sum] of sums) this.release(name, sum);
     };
     return journal.appendMany(items).then(
       () => {
         releaseAll();
-        for (const { name, by } of items) this.accept(name, by);
+        this.acceptAll(items, sums.keys());
         return this.ticket;
       },
       (err: unknown) => {
@@ -319,26 +331,29 @@ export abstract class WriteBehindAggregator {
     return inRange(base + hold.up) && inRange(base + hold.down);
   }
 
-  private hold(name: string, by: number, hold: Hold | undefined): void {
+  /** Holds `sum` for a counter while its log write is under way. */
+  private hold(name: string, sum: Sum): void {
+    const hold = this.holds.get(name);
     if (hold === undefined) {
       const outside = !this.isPending(name);
       if (outside) this.heldOutside++;
-      this.holds.set(name, { up: Math.max(by, 0), down: Math.min(by, 0), n: 1, outside });
+      this.holds.set(name, { up: sum.up, down: sum.down, n: sum.n, outside });
     } else {
-      if (by > 0) hold.up += by;
-      else hold.down += by;
-      hold.n++;
+      hold.up += sum.up;
+      hold.down += sum.down;
+      hold.n += sum.n;
     }
-    this.heldItems++;
+    this.heldItems += sum.n;
   }
 
-  private release(name: string, by: number): void {
+  private release(name: string, sum: Sum): void {
     const hold = this.holds.get(name);
     if (hold === undefined) return;
-    if (by > 0) hold.up -= by;
-    else hold.down -= by;
-    this.heldItems--;
-    if (--hold.n === 0) {
+    hold.up -= sum.up;
+    hold.down -= sum.down;
+    this.heldItems -= sum.n;
+    hold.n -= sum.n;
+    if (hold.n === 0) {
       this.holds.delete(name);
       if (hold.outside) this.heldOutside--;
     }
@@ -348,13 +363,28 @@ export abstract class WriteBehindAggregator {
   private accept(name: string, by: number): void {
     this.buffer(name, by);
     this.ticket++;
+    this.nowPending(name);
+    if (this.eager()) this.kick();
+  }
+
+  /** `accept` for a batch: one kick, one look at the holds per counter. */
+  private acceptAll(items: readonly Increment[], names: Iterable<string>): void {
+    for (const { name, by } of items) {
+      this.buffer(name, by);
+      this.ticket++;
+    }
+    if (this.heldOutside > 0) for (const name of names) this.nowPending(name);
+    if (this.eager()) this.kick();
+  }
+
+  /** A held counter that became pending: its slot is counted there from now on. */
+  private nowPending(name: string): void {
+    if (this.heldOutside === 0) return;
     const hold = this.holds.get(name);
     if (hold?.outside) {
-      // Pending now: its slot is counted there.
       hold.outside = false;
       this.heldOutside--;
     }
-    if (this.eager()) this.kick();
   }
 
   /**
