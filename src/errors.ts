@@ -91,6 +91,14 @@ export class TallyError extends Error {
   }
 }
 
+/** `503 STORE_UNAVAILABLE` with `Retry-After: 1`, caused by `cause`: the one way it is made. */
+export function storeUnavailable(cause?: unknown, message?: string): TallyError {
+  return new TallyError('STORE_UNAVAILABLE', message, {
+    ...(cause === undefined ? {} : { cause }),
+    retryAfterS: 1,
+  });
+}
+
 export function isTallyError(err: unknown): err is TallyError {
   return err instanceof TallyError;
 }

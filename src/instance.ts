@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { InstanceClaim, Store } from './store/interface.js';
+import { backoffMs, sleep } from './util/retry.js';
 
 const ID_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
 
@@ -124,7 +125,7 @@ export class InstanceLease {
         // so a grant whose answer was lost is recognised as ours on the next try.
         failures++;
         onEvent({ kind: 'claim-failed', err, attempt: failures });
-        await sleep(Math.min(5000, 100 * 2 ** Math.min(failures, 6)));
+        await sleep(backoffMs(failures + 1, 100, 5000));
         giveUpAt = performance.now() + leaseMs + 2000;
         continue;
       }
@@ -244,8 +245,4 @@ function bootId(): string {
   } catch {
     return '';
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -2,10 +2,10 @@
 /** @module main — the `tally` command: `serve` runs the server, the rest are HTTP clients. */
 import { Command, InvalidArgumentError } from 'commander';
 import { ClientError, call, counterPath } from './cli/client.js';
-import { serve } from './cluster.js';
 import { ConfigError, type ConfigInput, loadConfig, SETTINGS } from './config.js';
 import { InstanceHeldError } from './instance.js';
 import { DirectoryLockedError } from './lock.js';
+import { serve } from './serve.js';
 
 const program = new Command('tally')
   .description('Tally: a high-throughput counter service')

@@ -1,7 +1,8 @@
 /** @module server — runs one Tally instance: listen, print the URL, drain on SIGTERM/SIGINT. */
-import { buildApp, type ChangeBus, type Tally } from './app.js';
+import { buildApp, type Tally } from './app.js';
 import type { Config } from './config.js';
 import { resolveInstanceId } from './instance.js';
+import type { SiblingBus } from './live/bus.js';
 import { createLogger } from './obs/logger.js';
 import { createStore } from './store/index.js';
 
@@ -12,7 +13,7 @@ export interface RunOptions {
   /** Install SIGTERM/SIGINT handlers that drain and exit. @default true */
   readonly handleSignals?: boolean;
   /** Sibling processes' value changes (cluster workers); passed to buildApp. @default none */
-  readonly bus?: ChangeBus;
+  readonly bus?: SiblingBus;
   /**
    * Instance id suffixes of every process in this run, to replay logs left by any other id;
    * `false` leaves them to another process. @default [this process's suffix]

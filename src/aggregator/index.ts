@@ -3,12 +3,7 @@ import { AccumulateAggregator } from './accumulate.js';
 import { QueueAggregator } from './queue.js';
 import type { AggregatorOptions, WriteBehindAggregator } from './write-behind.js';
 
-export type {
-  AggregatorEvents,
-  AggregatorOptions,
-  DrainResult,
-  Increment,
-} from './write-behind.js';
+export type { AggregatorEvents, AggregatorOptions, DrainResult } from './write-behind.js';
 export { AccumulateAggregator, QueueAggregator };
 /** Either design; routes and services only see this. */
 export type Aggregator = WriteBehindAggregator;

@@ -3,9 +3,10 @@
  * flush in flight, retries with backoff, durability tickets for strong requests, and estimates.
  */
 
-import { inRange } from '../counters/validate.js';
-import { TallyError } from '../errors.js';
+import { type Increment, inRange } from '../domain.js';
+import { storeUnavailable, TallyError } from '../errors.js';
 import type { Batch, BatchResult, Store } from '../store/interface.js';
+import { backoffMs, sleep } from '../util/retry.js';
 
 /** Options shared by both aggregators. */
 export interface AggregatorOptions {
@@ -68,12 +69,6 @@ export interface AggregatorEvents {
    * `suspend` for a real conflict.
    */
   onIdentityConflict?(batch: Batch): void;
-}
-
-/** One increment, as the batch route passes them. */
-export interface Increment {
-  readonly name: string;
-  readonly by: number;
 }
 
 /** Result of a final drain. */
@@ -636,7 +631,7 @@ export abstract class WriteBehindAggregator {
     } catch (err) {
       this.failures++;
       this.events.onFlushError?.(batch, err, this.failures);
-      const error = new TallyError('STORE_UNAVAILABLE', undefined, { cause: err, retryAfterS: 1 });
+      const error = storeUnavailable(err);
       const waiters = this.waiters;
       this.waiters = [];
       for (const w of waiters) w.reject(error);
@@ -699,12 +694,7 @@ export abstract class WriteBehindAggregator {
   }
 
   private backoff(): number {
-    const ceiling = Math.min(
-      this.retryMaxMs,
-      this.retryBaseMs * 2 ** Math.min(this.failures - 1, 16),
-    );
-    // Full jitter keeps many instances from retrying in lockstep after a shared outage.
-    return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+    return backoffMs(this.failures, this.retryBaseMs, this.retryMaxMs);
   }
 
   protected jittered(ms: number): number {
@@ -716,8 +706,4 @@ export abstract class WriteBehindAggregator {
       retryAfterS: Math.max(1, Math.ceil(this.flushIntervalMs / 1000)),
     });
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -1,7 +1,9 @@
 /** @module counters/service — the operations routes call; ties aggregator, store and live hub. */
-import type { Aggregator, Increment } from '../aggregator/index.js';
-import { TallyError } from '../errors.js';
+import type { Aggregator } from '../aggregator/index.js';
+import type { Increment } from '../domain.js';
+import { storeUnavailable, TallyError } from '../errors.js';
 import type { ListOptions, ListPage, Store } from '../store/interface.js';
+import { sleep } from '../util/retry.js';
 
 /** eventual: answer from memory (202); strong: answer once the store holds it (200). */
 export type Consistency = 'eventual' | 'strong';
@@ -42,7 +44,7 @@ export class CounterService {
     if (consistency === 'strong') {
       // Fail fast while the store is known to be down instead of piling up waiters.
       if (!this.aggregator.healthy()) {
-        throw new TallyError('STORE_UNAVAILABLE', undefined, { retryAfterS: 1 });
+        throw storeUnavailable();
       }
       await this.aggregator.admit(name, by);
       await this.confirm(this.aggregator.currentTicket());
@@ -55,7 +57,7 @@ export class CounterService {
   /** Adds a batch of increments, all or none. Returns how many were accepted. */
   async incrementMany(items: readonly Increment[], consistency: Consistency): Promise<number> {
     if (consistency === 'strong' && !this.aggregator.healthy()) {
-      throw new TallyError('STORE_UNAVAILABLE', undefined, { retryAfterS: 1 });
+      throw storeUnavailable();
     }
     const ticket = await this.aggregator.admitMany(items);
     if (consistency === 'strong') await this.confirm(ticket);
@@ -81,7 +83,7 @@ export class CounterService {
       try {
         await Promise.all([this.aggregator.waitDurable(), this.siblings?.()]);
       } catch (err) {
-        throw new TallyError('STORE_UNAVAILABLE', undefined, { cause: err, retryAfterS: 1 });
+        throw storeUnavailable(err);
       }
       return { name, value: await this.readStore(name) };
     }
@@ -126,7 +128,7 @@ export class CounterService {
     try {
       await this.siblings();
     } catch (err) {
-      throw new TallyError('STORE_UNAVAILABLE', undefined, { cause: err, retryAfterS: 1 });
+      throw storeUnavailable(err);
     }
   }
 
@@ -156,7 +158,9 @@ export class CounterService {
         (v) => void this.aggregator.learn(name, v, since),
         () => undefined,
       );
-      p = Promise.race([read, delay(WARM_TIMEOUT_MS)]).finally(() => this.warming.delete(name));
+      p = Promise.race([read, sleep(WARM_TIMEOUT_MS, true)]).finally(() =>
+        this.warming.delete(name),
+      );
       this.warming.set(name, p);
     }
     return p;
@@ -167,11 +171,7 @@ export class CounterService {
       return await op();
     } catch (err) {
       if (err instanceof TallyError) throw err;
-      throw new TallyError('STORE_UNAVAILABLE', undefined, { cause: err, retryAfterS: 1 });
+      throw storeUnavailable(err);
     }
   }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

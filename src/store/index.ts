@@ -1,8 +1,8 @@
 /** @module store — builds the store named in config. */
 import type { Config } from '../config.js';
 import type { Store } from './interface.js';
-import { MemoryStore } from './memory.js';
-import { SqliteStore } from './sqlite.js';
+import { MemoryStore } from './memory/index.js';
+import { SqliteStore } from './sqlite/index.js';
 
 export type {
   Batch,
@@ -25,7 +25,7 @@ export async function createStore(config: Config): Promise<Store> {
       return new SqliteStore({ path: config.sqlitePath });
     case 'redis':
     case 'redis-cluster': {
-      const { createRedisStore } = await import('./redis-factory.js');
+      const { createRedisStore } = await import('./redis/factory.js');
       return createRedisStore(config);
     }
   }

@@ -115,14 +115,13 @@ export interface Store {
   watch?(listener: ChangeListener): () => void;
   /**
    * Claims an idempotency key for `leaseMs` unless a live claim exists (atomic across every
-   * instance sharing the store). Stores without it get a per-process table (see
-   * counters/idempotency.ts).
+   * instance sharing the store).
    */
-  claimKey?(key: string, fingerprint: string, leaseMs: number): Promise<KeyClaim>;
+  claimKey(key: string, fingerprint: string, leaseMs: number): Promise<KeyClaim>;
   /** Saves the answer for a claimed key and keeps it for `ttlMs`. */
-  completeKey?(key: string, result: string, ttlMs: number): Promise<void>;
+  completeKey(key: string, result: string, ttlMs: number): Promise<void>;
   /** Drops a claim whose request failed, so a retry is processed afresh. */
-  releaseKey?(key: string): Promise<void>;
+  releaseKey(key: string): Promise<void>;
   /**
    * Claims an instance id for one running process. Each id has one record: epoch, holder and
    * lease expiry. The claim is granted when the id has no record, its lease has run out, or its

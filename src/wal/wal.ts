@@ -10,7 +10,7 @@ import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TallyError } from '../errors.js';
 import { encodeFrame } from './frames.js';
-import { segmentName } from './replay.js';
+import { segmentName } from './reader.js';
 
 /** When the log calls fdatasync. */
 export type WalFsync = 'always' | 'interval' | 'never';

@@ -4,7 +4,7 @@ import { type ConfigInput, loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/obs/logger.js';
 import { Metrics } from '../../src/obs/metrics.js';
 import type { Store } from '../../src/store/interface.js';
-import { MemoryStore } from '../../src/store/memory.js';
+import { MemoryStore } from '../../src/store/memory/index.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 

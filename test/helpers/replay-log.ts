@@ -3,7 +3,7 @@
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeFrame } from '../../src/wal/frames.js';
-import { segmentName } from '../../src/wal/replay.js';
+import { segmentName } from '../../src/wal/reader.js';
 
 /** What to write. */
 export interface SyntheticLogOptions {

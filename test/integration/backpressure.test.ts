@@ -2,7 +2,7 @@
 // growing, and every increment it did accept reaches the store.
 import { describe, expect, it } from 'vitest';
 import type { Batch, BatchResult } from '../../src/store/interface.js';
-import { MemoryStore } from '../../src/store/memory.js';
+import { MemoryStore } from '../../src/store/memory/index.js';
 import { testApp } from '../helpers/app.js';
 
 class SlowStore extends MemoryStore {

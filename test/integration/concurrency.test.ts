@@ -2,7 +2,7 @@
 // consistency levels: every acknowledged increment is in the store after the flush.
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SqliteStore } from '../../src/store/sqlite.js';
+import { SqliteStore } from '../../src/store/sqlite/index.js';
 import { testApp } from '../helpers/app.js';
 import { tempDir } from '../helpers/tmp.js';
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Tally } from '../../src/app.js';
 import type { Batch, BatchResult } from '../../src/store/interface.js';
-import { SqliteStore } from '../../src/store/sqlite.js';
+import { SqliteStore } from '../../src/store/sqlite/index.js';
 import { testApp } from '../helpers/app.js';
 import { tempDir } from '../helpers/tmp.js';
 

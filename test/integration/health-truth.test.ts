@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Tally } from '../../src/app.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import type { Batch, BatchResult } from '../../src/store/interface.js';
-import { MemoryStore } from '../../src/store/memory.js';
+import { MemoryStore } from '../../src/store/memory/index.js';
 import { testApp } from '../helpers/app.js';
 
 /** Answers pings, fails every batch while `failing`: the store is "up" but nothing lands. */

@@ -4,7 +4,7 @@
 // and every acknowledged one is stored once the store is back.
 import { describe, expect, it } from 'vitest';
 import type { Batch, BatchResult } from '../../src/store/interface.js';
-import { MemoryStore } from '../../src/store/memory.js';
+import { MemoryStore } from '../../src/store/memory/index.js';
 import { testApp } from '../helpers/app.js';
 import { pipelined } from '../helpers/pipeline.js';
 import { tempDir } from '../helpers/tmp.js';

@@ -2,7 +2,7 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SqliteStore } from '../../src/store/sqlite.js';
+import { SqliteStore } from '../../src/store/sqlite/index.js';
 import { writeSyntheticLog } from '../helpers/replay-log.js';
 import { type ServerProcess, startServer } from '../helpers/server-process.js';
 import { tempDir } from '../helpers/tmp.js';

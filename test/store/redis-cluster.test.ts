@@ -4,9 +4,9 @@ import { randomUUID } from 'node:crypto';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Batch } from '../../src/store/interface.js';
-import type { RedisStore } from '../../src/store/redis.js';
-import { CLUSTER_SHARDS, openRedisStore } from '../../src/store/redis-factory.js';
-import { KeyLayout, keySlot } from '../../src/store/redis-keys.js';
+import { CLUSTER_SHARDS, openRedisStore } from '../../src/store/redis/factory.js';
+import { KeyLayout, keySlot } from '../../src/store/redis/keys.js';
+import type { RedisStore } from '../../src/store/redis/store.js';
 import { type RedisCluster, startRedisCluster } from '../helpers/redis-server.js';
 import { runStoreConformance } from './conformance.js';
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll } from 'vitest';
-import { openRedisStore } from '../../src/store/redis-factory.js';
+import { openRedisStore } from '../../src/store/redis/factory.js';
 import { type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { runStoreConformance } from './conformance.js';
 

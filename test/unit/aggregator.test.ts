@@ -7,7 +7,7 @@ import {
 } from '../../src/aggregator/index.js';
 import { TallyError } from '../../src/errors.js';
 import type { Batch, BatchResult } from '../../src/store/interface.js';
-import { MemoryStore } from '../../src/store/memory.js';
+import { MemoryStore } from '../../src/store/memory/index.js';
 
 /** A memory store that can be made to fail or to fail after applying (a lost reply). */
 class FlakyStore extends MemoryStore {

@@ -2,10 +2,10 @@ import { appendFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } f
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Batch } from '../../src/store/interface.js';
-import { MemoryStore } from '../../src/store/memory.js';
+import { MemoryStore } from '../../src/store/memory/index.js';
 import { decodeFrames, encodeFrame, readFrames } from '../../src/wal/frames.js';
-import { adoptOrphanLogs, recoverLog } from '../../src/wal/recover.js';
-import { readLog, segmentName } from '../../src/wal/replay.js';
+import { readLog, segmentName } from '../../src/wal/reader.js';
+import { adoptOrphanLogs, recoverLog } from '../../src/wal/replay.js';
 import { WriteAheadLog } from '../../src/wal/wal.js';
 import { tempDir } from '../helpers/tmp.js';
 

@@ -1,22 +1,12 @@
 /** @module http/routes/counters — the counters API under /api/v1. */
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Increment } from '../../aggregator/index.js';
-import {
-  type IdempotencyKeys,
-  parseIdempotencyKey,
-  type SavedAnswer,
-} from '../../counters/idempotency.js';
 import type { Consistency, CounterService } from '../../counters/service.js';
-import {
-  asObject,
-  assertBy,
-  assertName,
-  assertValue,
-  MAX_BATCH_ITEMS,
-} from '../../counters/validate.js';
+import { type Increment, MAX_BATCH_ITEMS } from '../../domain.js';
 import { TallyError } from '../../errors.js';
 import type { Metrics } from '../../obs/metrics.js';
+import { type IdempotencyKeys, parseIdempotencyKey, type SavedAnswer } from '../idempotency.js';
+import { asObject, assertBy, assertName, assertValue } from '../parse.js';
 
 export interface CounterRoutesOptions {
   readonly counters: CounterService;

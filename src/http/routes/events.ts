@@ -1,11 +1,11 @@
 /** @module http/routes/events — live values of one counter as Server-Sent Events. */
 import type { FastifyInstance } from 'fastify';
 import type { CounterService } from '../../counters/service.js';
-import { assertName } from '../../counters/validate.js';
 import { TallyError } from '../../errors.js';
 import type { LiveHub } from '../../live/hub.js';
 import { type EventStream, openEventStream } from '../../live/sse.js';
 import type { Metrics } from '../../obs/metrics.js';
+import { assertName } from '../parse.js';
 
 export interface EventRoutesOptions {
   readonly counters: CounterService;

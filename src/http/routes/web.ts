@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { isValidName } from '../../counters/validate.js';
+import { isValidName } from '../../domain.js';
 import { TallyError } from '../../errors.js';
 
 export interface WebRoutesOptions {

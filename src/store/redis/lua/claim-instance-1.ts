@@ -1,5 +1,5 @@
 /**
- * @module store/lua/claim-instance-1 — claims an instance id for one process: granted when the
+ * @module store/redis/lua/claim-instance-1 — claims an instance id for one process: granted when the
  * id is new, its lease ran out, or the caller names the current epoch (a takeover); the epoch
  * then grows by one.
  *

@@ -1,5 +1,5 @@
 /**
- * @module store/lua/apply-batch-3 — applies one batch (or one shard's part of it) atomically and
+ * @module store/redis/lua/apply-batch-3 — applies one batch (or one shard's part of it) atomically and
  * at most once per (instanceId, seq), and publishes the new values.
  *
  * KEYS[1]  HASH   instanceId → last applied seq
@@ -27,10 +27,11 @@
  *   batch fails (counters that end at 0 are removed, as 0 reads the same as missing; the version
  *   bump stays, which watchers tolerate: versions only need to grow).
  * The common case costs 4 commands per batch plus one INCRBY per counter (docs/benchmarks.md).
- * A missing version starts from Redis TIME in µs, so versions keep growing even after Redis
- * lost its data (a restart without persistence, FLUSHALL): watchers compare them.
+ * The version moves by `bump_version` (bump-version.ts).
  */
-export const APPLY_BATCH_LUA = `
+import { BUMP_VERSION_LUA } from './bump-version.js';
+
+export const APPLY_BATCH_LUA = `${BUMP_VERSION_LUA}
 local MAX = 9007199254740991
 local n = #KEYS - 3
 local plen = tonumber(ARGV[5])
@@ -46,12 +47,7 @@ if tonumber(ARGV[2]) <= last then
   return {1, tonumber(redis.call('GET', KEYS[3]) or '0') or 0, values, {}}
 end
 
-local version = redis.call('INCR', KEYS[3])
-if version == 1 then
-  local t = redis.call('TIME')
-  version = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  redis.call('SET', KEYS[3], string.format('%d', version))
-end
+local version = bump_version(KEYS[3])
 
 local rejected = {}
 local applied = {}

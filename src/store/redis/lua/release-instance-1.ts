@@ -1,5 +1,5 @@
 /**
- * @module store/lua/release-instance-1 — ends an instance id's lease now if the caller's epoch
+ * @module store/redis/lua/release-instance-1 — ends an instance id's lease now if the caller's epoch
  * is still the current one, so the next claim is granted at once.
  *
  * KEYS[1]  HASH   the id's claim (see claim-instance-1)

@@ -1,5 +1,5 @@
 /**
- * @module store/lua/claim-key-1 — claims an idempotency key unless a live claim exists.
+ * @module store/redis/lua/claim-key-1 — claims an idempotency key unless a live claim exists.
  *
  * KEYS[1]  HASH   the key's record: `fp` (request fingerprint), `result` (saved answer, once
  *                 done); expires with its lease, then with the answer's time to live

@@ -1,7 +1,6 @@
-/** @module counters/idempotency — Idempotency-Key handling: a retried request is counted once. */
-import { isTallyError, TallyError } from '../errors.js';
+/** @module http/idempotency — Idempotency-Key handling: a retried request is counted once. */
+import { isTallyError, storeUnavailable, TallyError } from '../errors.js';
 import type { Store } from '../store/interface.js';
-import { MemoryStore } from '../store/memory.js';
 
 /** An answer to replay for a duplicate request. */
 export interface SavedAnswer {
@@ -36,19 +35,16 @@ export function parseIdempotencyKey(header: string | string[] | undefined): stri
 
 /**
  * Claims keys in the store, so a retry landing on another instance that shares the store is
- * recognised too. A store without key support (none of ours, but the contract allows it) falls
- * back to a per-process table, which only catches retries to the same instance.
+ * recognised too.
  */
 export class IdempotencyKeys {
-  private readonly backend: Store;
-  /** True when keys are shared by every instance on the store. */
-  readonly shared: boolean;
   private readonly ttlMs: number;
   private readonly leaseMs: number;
 
-  constructor(store: Store, options: IdempotencyOptions = {}) {
-    this.shared = store.claimKey !== undefined;
-    this.backend = this.shared ? store : new MemoryStore();
+  constructor(
+    private readonly store: Pick<Store, 'claimKey' | 'completeKey' | 'releaseKey'>,
+    options: IdempotencyOptions = {},
+  ) {
     this.ttlMs = options.ttlMs ?? 24 * 60 * 60 * 1000;
     this.leaseMs = options.leaseMs ?? 60_000;
   }
@@ -66,7 +62,7 @@ export class IdempotencyKeys {
     work: () => Promise<SavedAnswer>,
     accepted: () => SavedAnswer,
   ): Promise<SavedAnswer & { replayed: boolean }> {
-    const claim = await this.call(() => this.backend.claimKey!(key, fingerprint, this.leaseMs));
+    const claim = await this.call(() => this.store.claimKey(key, fingerprint, this.leaseMs));
     if (!claim.fresh) {
       if (claim.fingerprint !== fingerprint) throw new TallyError('IDEMPOTENCY_KEY_REUSED');
       if (claim.result === null)
@@ -81,7 +77,7 @@ export class IdempotencyKeys {
       if (isTallyError(err) && err.code === 'NOT_CONFIRMED') {
         await this.save(key, accepted());
       } else {
-        await this.backend.releaseKey!(key).catch(() => undefined);
+        await this.store.releaseKey(key).catch(() => undefined);
       }
       throw err;
     }
@@ -91,21 +87,14 @@ export class IdempotencyKeys {
 
   /** The increment is accepted; failing to save the answer only shortens the window to the lease. */
   private async save(key: string, answer: SavedAnswer): Promise<void> {
-    await this.backend.completeKey!(key, JSON.stringify(answer), this.ttlMs).catch(() => undefined);
+    await this.store.completeKey(key, JSON.stringify(answer), this.ttlMs).catch(() => undefined);
   }
 
   private async call<T>(op: () => Promise<T>): Promise<T> {
     try {
       return await op();
     } catch (err) {
-      throw new TallyError(
-        'STORE_UNAVAILABLE',
-        'Idempotency keys need the store, which is unavailable',
-        {
-          cause: err,
-          retryAfterS: 1,
-        },
-      );
+      throw storeUnavailable(err, 'Idempotency keys need the store, which is unavailable');
     }
   }
 }

@@ -1,18 +1,6 @@
-/** @module counters/validate — input rules for names, amounts and values, with stable codes. */
+/** @module http/parse — request input to values, each bad input with its stable error code. */
+import { isValidName, MAX_BY, MAX_VALUE } from '../domain.js';
 import { TallyError } from '../errors.js';
-
-/** Largest |by| one increment may carry. */
-export const MAX_BY = 1_000_000_000;
-/** Counter values stay within ±MAX_VALUE (2^53-1) so JSON clients read them exactly. */
-export const MAX_VALUE = Number.MAX_SAFE_INTEGER;
-/** Items one batch request may carry. */
-export const MAX_BATCH_ITEMS = 1000;
-
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
-
-export function isValidName(name: unknown): name is string {
-  return typeof name === 'string' && NAME_RE.test(name);
-}
 
 export function assertName(name: unknown): string {
   if (!isValidName(name)) throw new TallyError('INVALID_NAME');
@@ -39,10 +27,6 @@ export function assertValue(value: unknown): number {
     throw new TallyError('NUMBER_OUT_OF_RANGE', `"value" must be within ±${MAX_VALUE}`);
   }
   return value;
-}
-
-export function inRange(value: number): boolean {
-  return value <= MAX_VALUE && value >= -MAX_VALUE;
 }
 
 /** A JSON object body, or undefined when there was none; anything else is INVALID_BODY. */

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import { inRange } from '../counters/validate.js';
+import { inRange } from '../../domain.js';
 import {
   type Batch,
   type BatchResult,
@@ -15,7 +15,7 @@ import {
   type ListOptions,
   type ListPage,
   type Store,
-} from './interface.js';
+} from '../interface.js';
 
 /** Options for {@link SqliteStore}. */
 export interface SqliteStoreOptions {

@@ -1,5 +1,5 @@
 /**
- * @module store/lua/complete-key-1 — saves the answer of a claimed idempotency key.
+ * @module store/redis/lua/complete-key-1 — saves the answer of a claimed idempotency key.
  *
  * KEYS[1]  HASH   the key's record (see claim-key-1)
  * ARGV[1]  the answer to replay, as a string

@@ -1,5 +1,5 @@
 /** @module store/memory — an in-process store for tests and throwaway use; lost on exit. */
-import { inRange } from '../counters/validate.js';
+import { inRange } from '../../domain.js';
 import {
   type Batch,
   type BatchResult,
@@ -11,7 +11,7 @@ import {
   type ListOptions,
   type ListPage,
   type Store,
-} from './interface.js';
+} from '../interface.js';
 
 /** Keeps counters in a Map. Same semantics as the durable stores, minus durability. */
 export class MemoryStore implements Store {

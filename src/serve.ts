@@ -1,10 +1,10 @@
-/** @module cluster — `tally serve`: one process, or N workers sharing the port (node:cluster). */
+/** @module serve — `tally serve`: one process, or N workers sharing the port (node:cluster). */
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import type { ChangeBus } from './app.js';
 import type { Config } from './config.js';
 import { InstanceHeldError, resolveInstanceId } from './instance.js';
+import type { SiblingBus } from './live/bus.js';
 import { DirectoryLockedError, lockDirectory } from './lock.js';
 import { runServer } from './server.js';
 
@@ -233,7 +233,7 @@ async function runWorker(config: Config): Promise<void> {
  * The worker's side of IPC: value changes to and from siblings (when `relay`), and sibling
  * flushes, both through the primary.
  */
-function ipcBus(index: number, relay: boolean): ChangeBus {
+function ipcBus(index: number, relay: boolean): SiblingBus {
   const listeners = new Set<(changes: ReadonlyMap<string, number>) => void>();
   // Open flush requests: each settles once, with the primary's answer or an error.
   const asked = new Map<number, (err?: Error) => void>();

@@ -1,5 +1,5 @@
 /**
- * @module store/lua/renew-instance-1 — extends an instance id's lease if the caller's epoch is
+ * @module store/redis/lua/renew-instance-1 — extends an instance id's lease if the caller's epoch is
  * still the current one.
  *
  * KEYS[1]  HASH   the id's claim (see claim-instance-1)

@@ -1,4 +1,4 @@
-/** @module store/redis-keys — the Redis key layout (docs/redis.md), standalone and sharded. */
+/** @module store/redis/keys — the Redis key layout (docs/redis.md), standalone and sharded. */
 
 /** Redis Cluster's slot count: CRC16(key) mod 16384. */
 const CLUSTER_SLOTS = 16384;

@@ -1,4 +1,4 @@
-/** @module store/redis — counters in Redis (standalone or Cluster), shared by many instances. */
+/** @module store/redis/store — counters in Redis (standalone or Cluster), shared by many instances. */
 import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import {
@@ -12,7 +12,9 @@ import {
   type ListOptions,
   type ListPage,
   type Store,
-} from './interface.js';
+} from '../interface.js';
+import { ChangeFeed, type VersionedValue } from './feed.js';
+import { KeyLayout, type ShardKeys } from './keys.js';
 import { APPLY_BATCH_LUA } from './lua/apply-batch-3.js';
 import { CLAIM_INSTANCE_LUA } from './lua/claim-instance-1.js';
 import { CLAIM_KEY_LUA } from './lua/claim-key-1.js';
@@ -21,7 +23,6 @@ import { DELETE_COUNTER_LUA } from './lua/delete-counter-3.js';
 import { RELEASE_INSTANCE_LUA } from './lua/release-instance-1.js';
 import { RENEW_INSTANCE_LUA } from './lua/renew-instance-1.js';
 import { SET_COUNTER_LUA } from './lua/set-counter-3.js';
-import { KeyLayout, type ShardKeys } from './redis-keys.js';
 
 /** A connected ioredis client: one node or a whole cluster. */
 export type RedisClient = Redis | Cluster;
@@ -64,18 +65,12 @@ export interface RedisStoreOptions {
   readonly lastError?: () => Error | undefined;
 }
 
-interface Tracked {
-  version: number;
-  value: number;
-}
-
 /**
  * Counters as Redis strings, applied by Lua scripts (docs/redis.md has the key layout).
  *
  * Every write script bumps its shard's version and publishes `origin shard version` plus the new
- * values; the same version comes back in the reply. Pub/sub messages and command replies arrive
- * on different connections, so either may be first: the store remembers the newest version seen
- * per counter and neither delivers nor returns a value older than one it already let out.
+ * values; the same version comes back in the reply, and the change feed (feed.ts) keeps both in
+ * version order, so the store never returns a value older than one it already let out.
  */
 export class RedisStore implements Store {
   readonly kind: string;
@@ -83,13 +78,9 @@ export class RedisStore implements Store {
   private readonly layout: KeyLayout;
   private readonly commandTimeoutMs: number;
   private readonly perCounterMs: number;
-  private readonly maxTracked: number;
   /** Tags this store's messages so `watch` skips them. */
   private readonly origin = randomBytes(6).toString('hex');
-  private readonly listeners = new Set<ChangeListener>();
-  private readonly tracked = new Map<string, Tracked>();
-  private subscriber: RedisClient | null = null;
-  private heartbeat: NodeJS.Timeout | null = null;
+  private readonly feed: ChangeFeed;
   private lastRecycleAt = 0;
   private closed = false;
 
@@ -98,7 +89,16 @@ export class RedisStore implements Store {
     this.kind = this.layout.shards.length === 1 ? 'redis' : 'redis-cluster';
     this.commandTimeoutMs = options.commandTimeoutMs ?? 2000;
     this.perCounterMs = options.batchTimeoutPerCounterMs ?? 0.05;
-    this.maxTracked = options.maxTrackedNames ?? 100_000;
+    this.feed = new ChangeFeed({
+      createSubscriber: options.createSubscriber,
+      channel: this.layout.channel,
+      origin: this.origin,
+      ...(options.subscriberHeartbeatMs === undefined
+        ? {}
+        : { heartbeatMs: options.subscriberHeartbeatMs }),
+      ...(options.maxTrackedNames === undefined ? {} : { maxTracked: options.maxTrackedNames }),
+      read: (names) => this.readVersions(names),
+    });
     const client = options.client;
     client.defineCommand('tallyApplyBatch', { lua: APPLY_BATCH_LUA });
     client.defineCommand('tallySetCounter', { lua: SET_COUNTER_LUA });
@@ -158,7 +158,7 @@ export class RedisStore implements Store {
     }
     const values = new Map<string, number>();
     names.forEach((name, i) => {
-      values.set(name, this.newest(name, version, Number(rawValues[i])));
+      values.set(name, this.feed.newest(name, version, Number(rawValues[i])));
     });
     const rejected = Array.isArray(rawRejected)
       ? rawRejected.map((i) => names[Number(i) - 1] ?? '')
@@ -180,7 +180,7 @@ export class RedisStore implements Store {
     const raw = await this.timed(this.client.get(this.layout.counterKey(name)), 'get');
     const value = parseValue(name, raw);
     // Version 0: older than any write, but remembered so a resync covers counters only read.
-    if (this.subscriber !== null && !this.tracked.has(name)) this.newest(name, 0, value);
+    if (this.feed.active && !this.feed.tracks(name)) this.feed.newest(name, 0, value);
     return value;
   }
 
@@ -195,7 +195,7 @@ export class RedisStore implements Store {
       ),
       'set',
     );
-    this.newest(name, Number(reply), value);
+    this.feed.newest(name, Number(reply), value);
   }
 
   async delete(name: string): Promise<boolean> {
@@ -211,7 +211,7 @@ export class RedisStore implements Store {
     );
     if (!Array.isArray(reply) || reply.length !== 2) throw badReply('delete', reply);
     const existed = Number(reply[0]) === 1;
-    if (existed) this.newest(name, Number(reply[1]), 0);
+    if (existed) this.feed.newest(name, Number(reply[1]), 0);
     return existed;
   }
 
@@ -357,77 +357,23 @@ export class RedisStore implements Store {
   }
 
   watch(listener: ChangeListener): () => void {
-    this.listeners.add(listener);
-    if (this.subscriber === null && !this.closed) this.subscribe();
-    return () => {
-      this.listeners.delete(listener);
-    };
+    return this.feed.watch(listener);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.listeners.clear();
-    if (this.heartbeat !== null) clearInterval(this.heartbeat);
-    this.subscriber?.disconnect();
-    this.subscriber = null;
+    this.feed.close();
     this.client.disconnect();
   }
 
-  private subscribe(): void {
-    const sub = this.options.createSubscriber();
-    this.subscriber = sub;
-    // Errors also show up as failed commands; the listener keeps them from being "unhandled".
-    sub.on('error', () => {});
-    sub.on('message', (_channel: string, message: string) => this.onMessage(message));
-    let connectedBefore = false;
-    sub.on('ready', () => {
-      // Messages published while the subscription was down are gone: re-read instead.
-      if (connectedBefore) this.resync(0);
-      connectedBefore = true;
-    });
-    // With the offline queue on, SUBSCRIBE waits for the connection; ioredis resubscribes after
-    // every reconnect by itself.
-    sub.subscribe(this.layout.channel).catch(() => {});
-    if (!('nodes' in sub)) {
-      // A subscriber only reads, so a link that died without a FIN/RST (a failover, a NAT
-      // timeout) would go unnoticed for hours: ping it, and reconnect when the answer is late.
-      const every = this.options.subscriberHeartbeatMs ?? 15_000;
-      this.heartbeat = setInterval(() => {
-        if (sub.status !== 'ready') return;
-        const late = setTimeout(() => sub.disconnect(true), Math.min(every, 5000));
-        late.unref();
-        sub.ping().then(
-          () => clearTimeout(late),
-          () => clearTimeout(late),
-        );
-      }, every);
-      this.heartbeat.unref();
-    }
-  }
-
-  /**
-   * Reads every tracked counter with its shard version (one MULTI per shard and 1000 names) and
-   * delivers those that moved. Retried a few times while the command connection is still down.
-   */
-  private resync(attempt: number): void {
-    if (this.closed || this.listeners.size === 0) return;
-    this.readTracked().then(
-      (changes) => {
-        if (changes.size > 0) this.deliver(changes);
-      },
-      () => {
-        if (attempt < 20) setTimeout(() => this.resync(attempt + 1), 500).unref();
-      },
-    );
-  }
-
-  private async readTracked(): Promise<Map<string, number>> {
+  /** A resync's read: tracked counters with their shard versions, one MULTI per 1000 names. */
+  private async readVersions(names: string[]): Promise<VersionedValue[]> {
     this.assertUsable();
-    const changes = new Map<string, number>();
-    for (const [shard, names] of this.groupByShard([...this.tracked.keys()])) {
-      for (let i = 0; i < names.length; i += 1000) {
-        const chunk = names.slice(i, i + 1000);
+    const rows: VersionedValue[] = [];
+    for (const [shard, group] of this.groupByShard(names)) {
+      for (let i = 0; i < group.length; i += 1000) {
+        const chunk = group.slice(i, i + 1000);
         const replies = await this.timed(
           this.client
             .multi()
@@ -440,73 +386,15 @@ export class RedisStore implements Store {
         const values = replies?.[1]?.[1];
         if (!Array.isArray(values)) throw badReply('resync', replies);
         chunk.forEach((name, j) => {
-          const before = this.tracked.get(name);
-          const value = parseValue(name, (values[j] as string | null) ?? null);
-          if (before !== undefined && before.version >= version) return;
-          this.newest(name, version, value);
-          if (before?.value !== value) changes.set(name, value);
+          rows.push({
+            name,
+            version,
+            value: parseValue(name, (values[j] as string | null) ?? null),
+          });
         });
       }
     }
-    return changes;
-  }
-
-  private onMessage(message: string): void {
-    if (this.listeners.size === 0) return;
-    const lines = message.split('\n');
-    const [origin, , rawVersion] = (lines[0] ?? '').split(' ');
-    if (origin === this.origin || rawVersion === undefined) return;
-    const version = Number(rawVersion);
-    const changes = new Map<string, number>();
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i] as string;
-      const space = line.indexOf(' ');
-      if (space <= 0) continue;
-      const name = line.slice(0, space);
-      const value = Number(line.slice(space + 1));
-      if (!Number.isSafeInteger(value)) continue;
-      if (this.newest(name, version, value) === value) changes.set(name, value);
-    }
-    if (changes.size === 0) return;
-    this.deliver(changes);
-  }
-
-  /**
-   * Calls every listener. This runs inside ioredis's socket handler, where a throw would crash
-   * the process: a faulty listener is reported as a process warning and the others still run.
-   */
-  private deliver(changes: ReadonlyMap<string, number>): void {
-    for (const listener of this.listeners) {
-      try {
-        listener(changes);
-      } catch (err) {
-        process.emitWarning(
-          err instanceof Error ? err : new Error(String(err)),
-          'TallyWatchListener',
-        );
-      }
-    }
-  }
-
-  /**
-   * Records `value` as the counter's value at shard `version` unless a newer one is known, and
-   * returns the newest value. Only while someone watches: without messages nothing can race.
-   */
-  private newest(name: string, version: number, value: number): number {
-    if (this.subscriber === null) return value;
-    const known = this.tracked.get(name);
-    if (known !== undefined && known.version > version) return known.value;
-    if (known !== undefined && known.version === version && known.value === value) {
-      // A message for a version already seen (duplicate batch read): nothing new to say.
-      return value;
-    }
-    this.tracked.delete(name);
-    this.tracked.set(name, { version, value });
-    if (this.tracked.size > this.maxTracked) {
-      const oldest = this.tracked.keys().next().value;
-      if (oldest !== undefined) this.tracked.delete(oldest);
-    }
-    return value;
+    return rows;
   }
 
   /**

@@ -1,4 +1,4 @@
-/** @module store/redis-factory — opens a RedisStore (standalone or Cluster) from config. */
+/** @module store/redis/factory — opens a RedisStore (standalone or Cluster) from config. */
 import { createRequire } from 'node:module';
 import type { ConnectionOptions } from 'node:tls';
 import {
@@ -8,16 +8,16 @@ import {
   Redis,
   type RedisOptions,
 } from 'ioredis';
-import type { Config } from '../config.js';
-import type { Store } from './interface.js';
-import { type RedisClient, RedisStore } from './redis.js';
+import type { Config } from '../../config.js';
+import type { Store } from '../interface.js';
+import { type RedisClient, RedisStore } from './store.js';
 import {
   describeTarget,
   parseRedisUrl,
   parseRedisUrls,
   type RedisTarget,
   RedisUrlError,
-} from './redis-url.js';
+} from './url.js';
 
 /** Hash-tagged shards per key prefix on Redis Cluster. Fixed: changing it moves counters. */
 export const CLUSTER_SHARDS = 16;

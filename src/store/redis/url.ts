@@ -1,4 +1,4 @@
-/** @module store/redis-url — parses TALLY_REDIS_URL (redis://, rediss://, AUTH tokens, db). */
+/** @module store/redis/url — parses TALLY_REDIS_URL (redis://, rediss://, AUTH tokens, db). */
 
 /** Where and how to connect to one Redis node. */
 export interface RedisTarget {

@@ -1,5 +1,5 @@
 /**
- * @module store/lua/now-ms — a Lua fragment, not a script: `now_ms()`, Redis's clock in ms.
+ * @module store/redis/lua/now-ms — a Lua fragment, not a script: `now_ms()`, Redis's clock in ms.
  *
  * Leases are compared on Redis's clock, never a client's: the processes sharing a lease may run
  * on machines whose clocks disagree. Scripts using it write only after calling TIME, which

@@ -1,0 +1,99 @@
+/**
+ * @module http/server — the Fastify instance every route runs in: limits, timeouts, request ids,
+ * one JSON parser, one error handler and the request counter. No routes here.
+ */
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyServerOptions,
+  LogController,
+} from 'fastify';
+import type { Config } from '../config.js';
+import { TallyError } from '../errors.js';
+import { type Logger, lazyChildLogger } from '../obs/logger.js';
+import type { Metrics } from '../obs/metrics.js';
+import { answerClientError, registerErrorHandling } from './errors.js';
+
+/** Builds the server for one instance. */
+export function createHttpServer(
+  config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'requestTimeoutMs'>,
+  logger: Logger,
+  metrics: Metrics,
+): FastifyInstance {
+  const app: FastifyInstance = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    // Per-request logs cost throughput; we log at debug in onResponse instead.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.bodyLimitBytes,
+    // Behind a load balancer request.ip is the balancer's unless its X-Forwarded-For is trusted.
+    trustProxy: config.trustProxy as FastifyServerOptions['trustProxy'],
+    // Counter names are up to 128 characters; find-my-way's default cap is 100.
+    routerOptions: { maxParamLength: 256 },
+    return503OnClosing: true,
+    requestTimeout: config.requestTimeoutMs,
+    // Node reads requestTimeout only when the server is created (Fastify sets it later, which
+    // has no effect), and checks it on an interval (default 30 s): pass both here so a
+    // slow-body client gets its 408 near TALLY_REQUEST_TIMEOUT_MS.
+    http: {
+      requestTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, config.requestTimeoutMs / 2)),
+    },
+    // Our own reading of x-request-id (see requestId): Fastify's would echo any value.
+    requestIdHeader: false,
+    genReqId: requestId,
+    clientErrorHandler: answerClientError,
+    childLoggerFactory: (parent, bindings, options) =>
+      lazyChildLogger(parent as Logger, bindings, options) as FastifyBaseLogger,
+  });
+
+  // One JSON parser: an empty body means "no body" (curl -X POST), anything else must parse.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    const text = body as string;
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(new TallyError('INVALID_JSON'), undefined);
+    }
+  });
+
+  registerErrorHandling(app);
+  // A callback hook, not async: an async hook costs a promise and a microtask per request.
+  app.addHook('onResponse', (request, reply, done) => {
+    metrics.countRequest(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode);
+    if (logger.isLevelEnabled('debug')) {
+      request.log.debug(
+        {
+          method: request.method,
+          url: request.url,
+          status: reply.statusCode,
+          ms: reply.elapsedTime,
+        },
+        'request',
+      );
+    }
+    done();
+  });
+  return app;
+}
+
+/** Request ids: a random per-process prefix and a counter, unique without a random draw each. */
+const REQUEST_ID_PREFIX = randomBytes(4).toString('hex');
+let requestSeq = 0;
+
+/**
+ * A client's `x-request-id` is kept when it is 1-128 visible ASCII characters (UUIDs, ULIDs,
+ * trace ids); anything else is replaced, since the id is echoed into every error body and log
+ * line of the request (a 12 KB id was, before).
+ */
+const CLIENT_REQUEST_ID_RE = /^[\x21-\x7e]{1,128}$/;
+
+function requestId(req: IncomingMessage): string {
+  const sent = req.headers['x-request-id'];
+  if (typeof sent === 'string' && CLIENT_REQUEST_ID_RE.test(sent)) return sent;
+  requestSeq = (requestSeq + 1) % Number.MAX_SAFE_INTEGER;
+  return `${REQUEST_ID_PREFIX}-${requestSeq.toString(36)}`;
+}
