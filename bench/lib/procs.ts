@@ -1,10 +1,12 @@
 /** @module bench/lib/procs — child processes the bench runs: Tally, redis-server, baselines. */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../tools/free-port.js';
+
+export { freePort };
 
 /** Repository root (bench/lib/../..). */
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -41,19 +43,6 @@ export function workDir(label: string): string {
   const dir = join(scratch, label);
   mkdirSync(dir, { recursive: true });
   return dir;
-}
-
-/** A TCP port nothing listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 interface SpawnOptions {
