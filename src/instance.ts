@@ -16,12 +16,12 @@ const ID_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
  * start. The id names this instance's batch sequence in the store, so it must survive restarts
  * and must not be shared by two running processes.
  */
-export function resolveInstanceId(dataDir: string, configured?: string, suffix = ''): string {
-  if (configured !== undefined) return configured + suffix;
+export function resolveInstanceId(dataDir: string, configured?: string): string {
+  if (configured !== undefined) return configured;
   const file = join(dataDir, 'instance-id');
   try {
     const saved = readFileSync(file, 'utf8').trim();
-    if (ID_RE.test(saved)) return saved + suffix;
+    if (ID_RE.test(saved)) return saved;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
@@ -32,7 +32,7 @@ export function resolveInstanceId(dataDir: string, configured?: string, suffix =
   const id = `${host}-${randomBytes(4).toString('hex')}`;
   mkdirSync(dataDir, { recursive: true });
   writeFileSync(file, `${id}\n`, { flag: 'wx' });
-  return id + suffix;
+  return id;
 }
 
 /** What a process records about itself when it claims an instance id (the holder string). */
