@@ -9,6 +9,7 @@ import {
   type RedisOptions,
 } from 'ioredis';
 import type { Config } from '../../config.js';
+import { backoffMs } from '../../util/retry.js';
 import type { Store } from '../interface.js';
 import { type RedisClient, RedisStore } from './store.js';
 import {
@@ -176,12 +177,9 @@ function nodeOptions(t: RedisTarget, options: OpenRedisOptions): RedisOptions {
   };
 }
 
-/** Capped exponential backoff with jitter, so many instances do not reconnect in lockstep. */
+/** Reconnect delays: capped, jittered backoff, so many instances do not reconnect in lockstep. */
 function reconnectDelay(maxMs: number): (attempt: number) => number {
-  return (attempt) => {
-    const ceiling = Math.min(maxMs, 50 * 2 ** Math.min(attempt, 10));
-    return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
-  };
+  return (attempt) => backoffMs(attempt, 100, maxMs);
 }
 
 function waitReady(client: RedisClient, ms: number): Promise<void> {
