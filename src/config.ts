@@ -52,6 +52,11 @@ export const SETTINGS = {
     schema: z.string().max(64).default('tally:'),
     doc: 'Prefix of every Redis key, so several apps can share one Redis',
   },
+  redisAllowEviction: {
+    env: 'TALLY_REDIS_ALLOW_EVICTION',
+    schema: bool.default(false),
+    doc: "Work on a Redis whose maxmemory-policy is not noeviction (it may evict Tally's keys); by default such a Redis is refused",
+  },
   dataDir: {
     env: 'TALLY_DATA_DIR',
     schema: z.string().min(1).default('./data'),

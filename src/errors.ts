@@ -91,6 +91,14 @@ export class TallyError extends Error {
   }
 }
 
+/**
+ * A start refused for a reason the operator must fix (a data dir in use, an instance id held
+ * elsewhere, a Redis that evicts keys): the CLI prints the message, no stack, and exits 1.
+ */
+export class StartRefusedError extends Error {
+  override name = 'StartRefusedError';
+}
+
 /** `503 STORE_UNAVAILABLE` with `Retry-After: 1`, caused by `cause`: the one way it is made. */
 export function storeUnavailable(cause?: unknown, message?: string): TallyError {
   return new TallyError('STORE_UNAVAILABLE', message, {

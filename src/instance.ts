@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
+import { StartRefusedError } from './errors.js';
 import type { InstanceClaim, Store } from './store/interface.js';
 import { backoffMs, sleep } from './util/retry.js';
 
@@ -45,7 +46,7 @@ interface Holder {
 }
 
 /** Another live process holds this instance id in the store. */
-export class InstanceHeldError extends Error {
+export class InstanceHeldError extends StartRefusedError {
   override name = 'InstanceHeldError';
 }
 

@@ -11,6 +11,7 @@ import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from '
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
+import { StartRefusedError } from './errors.js';
 
 /**
  * The lock file. Nothing but SQLite may open it: closing any descriptor of a file drops every
@@ -39,7 +40,7 @@ export interface LockHolder {
 }
 
 /** Thrown by {@link lockDirectory} when another process, or another lock in this one, holds it. */
-export class DirectoryLockedError extends Error {
+export class DirectoryLockedError extends StartRefusedError {
   constructor(
     /** The locked directory, absolute. */
     readonly dir: string,

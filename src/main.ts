@@ -3,8 +3,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { ClientError, call, counterPath } from './cli/client.js';
 import { ConfigError, type ConfigInput, loadConfig, SETTINGS } from './config.js';
-import { InstanceHeldError } from './instance.js';
-import { DirectoryLockedError } from './lock.js';
+import { StartRefusedError } from './errors.js';
 import { serve } from './serve.js';
 
 const program = new Command('tally')
@@ -32,7 +31,7 @@ serveCmd.action(async (flags: Record<string, string>) => {
     await serve(config);
   } catch (err) {
     // Refusals that say what to do: no stack trace, a non-zero exit.
-    if (err instanceof DirectoryLockedError || err instanceof InstanceHeldError) {
+    if (err instanceof StartRefusedError) {
       process.stderr.write(`tally: ${err.message}\n`);
       process.exit(1);
     }

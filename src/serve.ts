@@ -3,9 +3,10 @@ import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from './config.js';
-import { InstanceHeldError, resolveInstanceId } from './instance.js';
+import { StartRefusedError } from './errors.js';
+import { resolveInstanceId } from './instance.js';
 import type { SiblingBus } from './live/bus.js';
-import { DirectoryLockedError, lockDirectory } from './lock.js';
+import { lockDirectory } from './lock.js';
 import { runServer } from './server.js';
 
 /** Env var that tells a forked process which worker it is (1-based); set by the primary only. */
@@ -215,7 +216,7 @@ async function runWorker(config: Config): Promise<void> {
       liveSuffixes: index === 1 ? Array.from({ length: count }, (_, i) => `-w${i + 1}`) : false,
     }));
   } catch (err) {
-    if (err instanceof DirectoryLockedError || err instanceof InstanceHeldError) {
+    if (err instanceof StartRefusedError) {
       process.stderr.write(`tally: worker ${index}: ${err.message}\n`);
       process.exit(1);
     }

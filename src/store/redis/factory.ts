@@ -9,6 +9,7 @@ import {
   type RedisOptions,
 } from 'ioredis';
 import type { Config } from '../../config.js';
+import { StartRefusedError } from '../../errors.js';
 import { backoffMs } from '../../util/retry.js';
 import type { Store } from '../interface.js';
 import { type RedisClient, RedisStore } from './store.js';
@@ -74,6 +75,8 @@ export interface OpenRedisOptions {
   readonly maxReconnectDelayMs?: number;
   /** See RedisStoreOptions.subscriberHeartbeatMs, in ms. @default 15_000 */
   readonly subscriberHeartbeatMs?: number;
+  /** See RedisStoreOptions.allowEviction. @default false */
+  readonly allowEviction?: boolean;
 }
 
 /** Opens the store for TALLY_STORE=redis or redis-cluster. */
@@ -82,6 +85,7 @@ export async function createRedisStore(config: Config): Promise<Store> {
     url: config.redisUrl,
     cluster: config.store === 'redis-cluster',
     keyPrefix: config.redisKeyPrefix,
+    allowEviction: config.redisAllowEviction,
   });
 }
 
@@ -151,7 +155,7 @@ export async function openRedisStore(options: OpenRedisOptions): Promise<RedisSt
     const why = lastError?.message ?? `no answer in ${options.connectWaitMs ?? 5000} ms`;
     throw new Error(`cannot reach Redis at ${target}: ${why}`);
   }
-  return new RedisStore({
+  const store = new RedisStore({
     client,
     createSubscriber,
     keyPrefix: options.keyPrefix,
@@ -161,7 +165,16 @@ export async function openRedisStore(options: OpenRedisOptions): Promise<RedisSt
     commandTimeoutMs: options.commandTimeoutMs,
     subscriberHeartbeatMs: options.subscriberHeartbeatMs,
     lastError: () => lastError,
+    allowEviction: options.allowEviction ?? false,
   });
+  const problem = await store.checkEviction().catch(() => undefined);
+  if (problem !== undefined) {
+    client.disconnect();
+    throw new StartRefusedError(problem);
+  }
+  // A reconnect may land on another node (a failover) with another policy: look again.
+  client.on('ready', () => void store.checkEviction().catch(() => undefined));
+  return store;
 }
 
 function nodeOptions(t: RedisTarget, options: OpenRedisOptions): RedisOptions {

@@ -63,6 +63,11 @@ export interface RedisStoreOptions {
   readonly maxTrackedNames?: number;
   /** Last connection error of the client(s), for messages. */
   readonly lastError?: () => Error | undefined;
+  /**
+   * Work on a Redis whose `maxmemory-policy` is not `noeviction` (keys may then be evicted:
+   * idempotency records under `volatile-*`, counters under `allkeys-*`). @default false
+   */
+  readonly allowEviction?: boolean;
 }
 
 /**
@@ -83,6 +88,9 @@ export class RedisStore implements Store {
   private readonly feed: ChangeFeed;
   private lastRecycleAt = 0;
   private closed = false;
+  /** Why Redis is refused: it may evict keys. Set by `checkEviction`, cleared when fixed. */
+  private evictionProblem: string | undefined;
+  private evictionTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: RedisStoreOptions) {
     this.layout = new KeyLayout(options.keyPrefix ?? 'tally:', options.shards ?? 1, options.db);
@@ -259,6 +267,50 @@ export class RedisStore implements Store {
     };
   }
 
+  /**
+   * Reads `maxmemory-policy` (through INFO: ElastiCache refuses CONFIG) on every master and
+   * refuses the store while it is anything but `noeviction`, unless `allowEviction`. Runs at
+   * start, on every reconnect, and every few seconds while refused, so fixing the policy is
+   * picked up without a restart. Resolves with the problem, if any.
+   */
+  async checkEviction(): Promise<string | undefined> {
+    if (this.options.allowEviction === true) return undefined;
+    const client = this.client;
+    const nodes =
+      'nodes' in client && typeof client.nodes === 'function'
+        ? (client as Cluster).nodes('master')
+        : [client as Redis];
+    const policies = await Promise.all(
+      nodes.map(async (node) => {
+        const info = await this.timed(node.info('memory'), 'checkEviction');
+        return /^maxmemory_policy:(\S+)/m.exec(String(info))?.[1] ?? 'unknown';
+      }),
+    );
+    const bad = policies.find((p) => p !== 'noeviction');
+    this.evictionProblem =
+      bad === undefined
+        ? undefined
+        : `Redis ${this.options.target} has maxmemory-policy ${bad}: it may evict Tally's keys ` +
+          '(volatile-* policies evict idempotency records, so a retried request counts twice; ' +
+          'allkeys-* evict counters). Set maxmemory-policy noeviction (ElastiCache: the ' +
+          'parameter group), or TALLY_REDIS_ALLOW_EVICTION=true to accept the risk';
+    if (this.evictionProblem !== undefined && this.evictionTimer === null && !this.closed) {
+      this.evictionTimer = setInterval(() => {
+        this.checkEviction().then(
+          (problem) => {
+            if (problem === undefined && this.evictionTimer !== null) {
+              clearInterval(this.evictionTimer);
+              this.evictionTimer = null;
+            }
+          },
+          () => undefined,
+        );
+      }, EVICTION_RECHECK_MS);
+      this.evictionTimer.unref();
+    }
+    return this.evictionProblem;
+  }
+
   async ping(): Promise<void> {
     this.assertUsable();
     const client = this.client;
@@ -363,6 +415,7 @@ export class RedisStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.evictionTimer !== null) clearInterval(this.evictionTimer);
     this.feed.close();
     this.client.disconnect();
   }
@@ -424,6 +477,7 @@ export class RedisStore implements Store {
   private assertUsable(): void {
     if (this.closed) throw new Error('redis store is closed');
     if (this.client.status !== 'ready') throw this.unavailable('command');
+    if (this.evictionProblem !== undefined) throw new Error(this.evictionProblem);
   }
 
   private unavailable(what: string): Error {
@@ -459,6 +513,9 @@ export class RedisStore implements Store {
     });
   }
 }
+
+/** How often a store refused for its eviction policy looks again, in ms. */
+const EVICTION_RECHECK_MS = 5000;
 
 function parseValue(name: string, raw: string | null): number {
   if (raw === null) return 0;
