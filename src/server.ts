@@ -1,10 +1,15 @@
 /** @module server — runs one Tally instance: listen, print the URL, drain on SIGTERM/SIGINT. */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { buildApp, type Tally } from './app.js';
 import type { Config } from './config.js';
+import { StartRefusedError } from './errors.js';
 import { resolveInstanceId } from './instance.js';
 import type { SiblingBus } from './live/bus.js';
-import { createLogger } from './obs/logger.js';
+import { createLogger, type Logger } from './obs/logger.js';
 import { createStore } from './store/index.js';
+import type { Store } from './store/interface.js';
+import { backoffMs, sleep } from './util/retry.js';
 
 /** Options for {@link runServer}. */
 export interface RunOptions {
@@ -35,7 +40,7 @@ export async function runServer(
   const logger = log.logger;
   const base = resolveInstanceId(config.dataDir, config.instanceId);
   const instanceId = base + (options.instanceSuffix ?? '');
-  const store = await createStore(config);
+  const store = await openStore(config, logger);
   const suffixes = options.liveSuffixes ?? [options.instanceSuffix ?? ''];
   const tally = await buildApp(config, {
     store,
@@ -84,4 +89,38 @@ export async function runServer(
     });
   }
   return { tally, url };
+}
+
+/**
+ * Opens the store. With acknowledged increments waiting in a log, an unreachable store is waited
+ * out (with backoff, each attempt logged) instead of ending the start: exiting would hand the log
+ * to a restart policy that may give up. Without a log, the start fails at once and says why. A
+ * refusal (a Redis that evicts keys) is never retried.
+ */
+async function openStore(config: Config, logger: Logger): Promise<Store> {
+  const waiting = config.wal && hasLogs(join(config.dataDir, 'wal'));
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await createStore(config);
+    } catch (err) {
+      if (!waiting || err instanceof StartRefusedError) throw err;
+      logger.error(
+        { event: 'store_unreachable_at_start', err, attempt },
+        'store unreachable; a write-ahead log waits to be replayed, retrying',
+      );
+      await sleep(backoffMs(attempt, 500, 30_000));
+    }
+  }
+}
+
+/** True when some log directory under `root` holds a segment file. */
+function hasLogs(root: string): boolean {
+  try {
+    return readdirSync(root, { withFileTypes: true }).some(
+      (d) =>
+        d.isDirectory() && readdirSync(join(root, d.name)).some((f) => f.startsWith('segment-')),
+    );
+  } catch {
+    return false;
+  }
 }
