@@ -104,7 +104,7 @@ describe('a real server process', () => {
     });
     const help = await cli(['inc', '--help']);
     expect(help.stdout).toContain('add to a counter');
-  });
+  }, 90_000); // nine CLI processes: ~17 s on a loaded 2-core machine
 
   it('writes app.log and error.log, and never logs the admin token', async () => {
     const token = 'log-admin-token-0123456789';
