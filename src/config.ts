@@ -57,6 +57,16 @@ export const SETTINGS = {
     schema: bool.default(false),
     doc: "Work on a Redis whose maxmemory-policy is not noeviction (it may evict Tally's keys); by default such a Redis is refused",
   },
+  redisWaitReplicas: {
+    env: 'TALLY_REDIS_WAIT_REPLICAS',
+    schema: int(0, 16).default(0),
+    doc: 'Replicas that must hold a batch (Redis WAIT) before it leaves the log; an unconfirmed batch is re-sent under its own seq (redis store)',
+  },
+  redisWaitTimeoutMs: {
+    env: 'TALLY_REDIS_WAIT_TIMEOUT_MS',
+    schema: int(10, 60_000).default(1000),
+    doc: 'Longest wait for those replicas per write (ms)',
+  },
   dataDir: {
     env: 'TALLY_DATA_DIR',
     schema: z.string().min(1).default('./data'),

@@ -77,6 +77,10 @@ export interface OpenRedisOptions {
   readonly subscriberHeartbeatMs?: number;
   /** See RedisStoreOptions.allowEviction. @default false */
   readonly allowEviction?: boolean;
+  /** See RedisStoreOptions.waitReplicas. @default 0 */
+  readonly waitReplicas?: number;
+  /** See RedisStoreOptions.waitTimeoutMs, in ms. @default 1000 */
+  readonly waitTimeoutMs?: number;
 }
 
 /** Opens the store for TALLY_STORE=redis or redis-cluster. */
@@ -86,6 +90,8 @@ export async function createRedisStore(config: Config): Promise<Store> {
     cluster: config.store === 'redis-cluster',
     keyPrefix: config.redisKeyPrefix,
     allowEviction: config.redisAllowEviction,
+    waitReplicas: config.redisWaitReplicas,
+    waitTimeoutMs: config.redisWaitTimeoutMs,
   });
 }
 
@@ -101,6 +107,11 @@ export async function openRedisStore(options: OpenRedisOptions): Promise<RedisSt
   let target: string;
   let db = 0;
 
+  if (options.cluster && (options.waitReplicas ?? 0) > 0) {
+    throw new StartRefusedError(
+      'TALLY_REDIS_WAIT_REPLICAS works on one Redis (with replicas), not yet on Redis Cluster',
+    );
+  }
   if (options.cluster) {
     const seeds = parseRedisUrls(options.url);
     const first = seeds[0] as RedisTarget;
@@ -166,6 +177,8 @@ export async function openRedisStore(options: OpenRedisOptions): Promise<RedisSt
     subscriberHeartbeatMs: options.subscriberHeartbeatMs,
     lastError: () => lastError,
     allowEviction: options.allowEviction ?? false,
+    waitReplicas: options.waitReplicas ?? 0,
+    waitTimeoutMs: options.waitTimeoutMs ?? 1000,
   });
   const problem = await store.checkEviction().catch(() => undefined);
   if (problem !== undefined) {

@@ -68,6 +68,13 @@ export interface RedisStoreOptions {
    * idempotency records under `volatile-*`, counters under `allkeys-*`). @default false
    */
   readonly allowEviction?: boolean;
+  /**
+   * Replicas that must hold a write (Redis `WAIT`) before it counts as done; a batch they do not
+   * confirm in `waitTimeoutMs` fails and is re-sent under its own seq. Standalone only. @default 0
+   */
+  readonly waitReplicas?: number;
+  /** Longest `WAIT` for replicas, in ms. @default 1000 */
+  readonly waitTimeoutMs?: number;
 }
 
 /**
@@ -128,6 +135,8 @@ export class RedisStore implements Store {
     const settled = await Promise.allSettled(
       [...groups].map(([shard, names]) => this.applyShard(shard, names, batch)),
     );
+    // Also after a duplicate: the re-sent batch is confirmed once the replicas hold the first.
+    if (settled.every((s) => s.status === 'fulfilled')) await this.replicated('applyBatch');
     const values = new Map<string, number>();
     const rejected: string[] = [];
     let duplicate = true;
@@ -204,6 +213,7 @@ export class RedisStore implements Store {
       'set',
     );
     this.feed.newest(name, Number(reply), value);
+    await this.replicated('set');
   }
 
   async delete(name: string): Promise<boolean> {
@@ -220,6 +230,7 @@ export class RedisStore implements Store {
     if (!Array.isArray(reply) || reply.length !== 2) throw badReply('delete', reply);
     const existed = Number(reply[0]) === 1;
     if (existed) this.feed.newest(name, Number(reply[1]), 0);
+    await this.replicated('delete');
     return existed;
   }
 
@@ -472,6 +483,27 @@ export class RedisStore implements Store {
       else group.push(name);
     }
     return groups;
+  }
+
+  /**
+   * With `waitReplicas`, resolves once that many replicas hold every write this connection made
+   * (Redis `WAIT`); otherwise rejects, so the caller keeps the work and sends it again. A primary
+   * that dies before its replica has a batch then loses nothing acknowledged: the batch is still
+   * in the log, and the promoted replica applies it once (or skips it, by seq).
+   */
+  private async replicated(what: string): Promise<void> {
+    const needed = this.options.waitReplicas ?? 0;
+    if (needed === 0) return;
+    const ms = this.options.waitTimeoutMs ?? 1000;
+    const acked = Number(
+      await this.timed((this.client as Redis).wait(needed, ms), what, ms + this.commandTimeoutMs),
+    );
+    if (acked < needed) {
+      throw new Error(
+        `Redis ${this.options.target}: ${what} held by ${acked} of ${needed} replicas after ` +
+          `${ms} ms (TALLY_REDIS_WAIT_REPLICAS); kept, and sent again`,
+      );
+    }
   }
 
   private assertUsable(): void {
