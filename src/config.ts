@@ -57,6 +57,16 @@ export const SETTINGS = {
     schema: bool.default(false),
     doc: "Work on a Redis whose maxmemory-policy is not noeviction (it may evict Tally's keys); by default such a Redis is refused",
   },
+  redisSentinels: {
+    env: 'TALLY_REDIS_SENTINELS',
+    schema: z.string().min(1).optional(),
+    doc: 'host:port,… of Redis Sentinels: the primary is found (and followed through failovers) through them; TALLY_REDIS_URL then gives credentials, database and TLS',
+  },
+  redisSentinelName: {
+    env: 'TALLY_REDIS_SENTINEL_NAME',
+    schema: z.string().min(1).default('mymaster'),
+    doc: 'The master name the sentinels monitor',
+  },
   redisWaitReplicas: {
     env: 'TALLY_REDIS_WAIT_REPLICAS',
     schema: int(0, 16).default(0),

@@ -1,6 +1,8 @@
 // Starts a private redis-server on a free loopback port for a test file, and stops it.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { join } from 'node:path';
 import { freePort } from './server-process.js';
 import { tempDir } from './tmp.js';
 
@@ -198,4 +200,60 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
     throw err;
   }
   return { nodes, urls: nodes.map((n) => n.url).join(','), close };
+}
+
+/** A Redis Sentinel the tests started. */
+export interface RedisSentinel {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a sentinel watching `name` at 127.0.0.1:`masterPort` (quorum 2, down after 1 s, so a
+ * test's failover takes seconds, not minutes).
+ */
+export async function startSentinel(masterPort: number, name = 'mymaster'): Promise<RedisSentinel> {
+  requireRedisServer();
+  const port = await freePort();
+  const dir = tempDir('tally-sentinel');
+  const conf = join(dir.path, 'sentinel.conf');
+  writeFileSync(
+    conf,
+    [
+      `port ${port}`,
+      'bind 127.0.0.1',
+      `dir ${dir.path}`,
+      `sentinel monitor ${name} 127.0.0.1 ${masterPort} 2`,
+      `sentinel down-after-milliseconds ${name} 1000`,
+      `sentinel failover-timeout ${name} 4000`,
+      `sentinel parallel-syncs ${name} 2`,
+      '',
+    ].join('\n'),
+  );
+  const child = spawn('redis-server', [conf, '--sentinel'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout?.on('data', (d) => {
+    out += d;
+  });
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  const deadline = Date.now() + 10_000;
+  while (!(await answersPing(port))) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      throw new Error(`redis-server --sentinel did not start:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return {
+    port,
+    async close() {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGKILL');
+        await exited;
+      }
+      process.off('exit', killOnExit);
+      dir.remove();
+    },
+  };
 }

@@ -7,6 +7,7 @@ import {
   type ClusterOptions,
   Redis,
   type RedisOptions,
+  SentinelConnector,
 } from 'ioredis';
 import type { Config } from '../../config.js';
 import { StartRefusedError } from '../../errors.js';
@@ -55,6 +56,19 @@ export class GuardedConnector extends StandaloneConnector {
   }
 }
 
+/**
+ * The same guard on ioredis's sentinel connector. A custom Connector replaces ioredis's choice
+ * between the two, so sentinel mode must get its own (with the plain one it would ignore the
+ * sentinels and connect to the default localhost:6379).
+ */
+export class GuardedSentinelConnector extends SentinelConnector {
+  override async connect(...args: ConnectArgs): Promise<Stream> {
+    const stream = await super.connect(...args);
+    stream.on('error', () => {});
+    return stream;
+  }
+}
+
 /** Options for {@link openRedisStore}. */
 export interface OpenRedisOptions {
   /** redis:// or rediss:// URL; for a cluster, comma-separated seed URLs. */
@@ -77,6 +91,10 @@ export interface OpenRedisOptions {
   readonly subscriberHeartbeatMs?: number;
   /** See RedisStoreOptions.allowEviction. @default false */
   readonly allowEviction?: boolean;
+  /** `host:port,…` of Redis Sentinels; the primary is then found through them. */
+  readonly sentinels?: string | undefined;
+  /** The master name the sentinels monitor. @default 'mymaster' */
+  readonly sentinelName?: string | undefined;
   /** See RedisStoreOptions.waitReplicas. @default 0 */
   readonly waitReplicas?: number;
   /** See RedisStoreOptions.waitTimeoutMs, in ms. @default 1000 */
@@ -92,6 +110,18 @@ export async function createRedisStore(config: Config): Promise<Store> {
     allowEviction: config.redisAllowEviction,
     waitReplicas: config.redisWaitReplicas,
     waitTimeoutMs: config.redisWaitTimeoutMs,
+    sentinels: config.redisSentinels,
+    sentinelName: config.redisSentinelName,
+  });
+}
+
+/** `host:port,host:port` → ioredis sentinel addresses (empty when none are set). */
+function parseSentinels(list: string | undefined): Array<{ host: string; port: number }> {
+  if (list === undefined || list.trim() === '') return [];
+  return list.split(',').map((entry) => {
+    const m = /^\s*([^\s:]+|\[[^\]]+\]):(\d{1,5})\s*$/.exec(entry);
+    if (m === null) throw new RedisUrlError(`TALLY_REDIS_SENTINELS: "${entry}" is not host:port`);
+    return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port: Number(m[2]) };
   });
 }
 
@@ -140,10 +170,24 @@ export async function openRedisStore(options: OpenRedisOptions): Promise<RedisSt
     const t = parseRedisUrl(options.url);
     target = describeTarget(t);
     db = t.db;
+    const sentinels = parseSentinels(options.sentinels);
+    if (sentinels.length > 0) {
+      target = `sentinel ${options.sentinelName ?? 'mymaster'} via ${options.sentinels}`;
+    }
     const redisOptions = (offlineQueue: boolean): RedisOptions => ({
       ...nodeOptions(t, options),
-      host: t.host,
-      port: t.port,
+      // With sentinels, ioredis asks them for the current primary on every (re)connect and
+      // follows a failover; the URL then gives only credentials, database and TLS.
+      ...(sentinels.length > 0
+        ? {
+            sentinels,
+            name: options.sentinelName ?? 'mymaster',
+            sentinelRetryStrategy: retry,
+            Connector: GuardedSentinelConnector as unknown as NonNullable<
+              RedisOptions['Connector']
+            >,
+          }
+        : { host: t.host, port: t.port }),
       db: t.db,
       retryStrategy: retry,
       // Offline, commands fail at once (the aggregator keeps the batch and retries); a command
