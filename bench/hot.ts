@@ -1,16 +1,24 @@
 /**
- * @module bench/hot — one Tally process, one route, continuous load, optionally under the CPU
- * profiler: the tool for finding what limits a number the full bench reports.
- * CLI: `tsx bench/hot.ts <noop|increment|strong|batch> [--seconds 10] [--connections 64]
- *       [--env TALLY_X=v ...] [--redis] [--profile] [--main patched/dist/main.js]` (build first).
+ * @module bench/hot — focused load for finding what limits a number the full bench reports.
+ * One target under continuous load, optionally under the CPU profiler:
+ *   `tsx bench/hot.ts <noop|increment|strong|batch> [--seconds 10] [--connections 64]
+ *    [--env TALLY_X=v ...] [--redis] [--profile] [--main patched/dist/main.js]`
+ * or several targets in interleaved rounds, each reported as a paired ratio to the first:
+ *   `tsx bench/hot.ts compare <target> <target> ... [--seconds 16] [--rounds 32]`
+ * where a target is `fastify` (the bare Fastify no-op route of bench/baselines/fastify-incr.ts)
+ * or `<noop|increment|strong>[@patched/dist/main.js]`, each in its own process (build first).
+ * `--pin` (Linux, taskset) keeps the generator on CPU 0 and every server on CPU 1.
  */
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { processCpuSeconds } from './lib/load.js';
-import { killAll, ROOT, startRedis, startTally } from './lib/procs.js';
+import { compare, median, processCpuSeconds, type Target } from './lib/load.js';
+import { killAll, ROOT, type Service, startBaseline, startRedis, startTally } from './lib/procs.js';
 import { flameGraph, summarize } from './profile.js';
+
+const JSON_HEADERS = { 'content-type': 'application/json' };
 
 const ROUTES = {
   noop: { path: '/api/v1/noop', body: '{"by":1}' },
@@ -23,55 +31,166 @@ const ROUTES = {
     }),
   },
 } as const;
+type RouteName = keyof typeof ROUTES;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
-    seconds: { type: 'string', default: '10' },
+    seconds: { type: 'string' },
+    rounds: { type: 'string', default: '32' },
     connections: { type: 'string' },
     env: { type: 'string', multiple: true, default: [] },
     profile: { type: 'boolean', default: false },
     main: { type: 'string' },
     redis: { type: 'boolean', default: false },
+    pin: { type: 'boolean', default: false },
   },
 });
-const route = ROUTES[(positionals[0] ?? '') as keyof typeof ROUTES];
-if (route === undefined) {
-  process.stderr.write(`usage: tsx bench/hot.ts <${Object.keys(ROUTES).join('|')}> [options]\n`);
-  process.exit(2);
-}
 process.on('exit', killAll);
-
 const env = Object.fromEntries(values.env.map((pair) => pair.split('=', 2) as [string, string]));
-const redis = values.redis ? await startRedis() : undefined;
-if (redis) Object.assign(env, { TALLY_STORE: 'redis', TALLY_REDIS_URL: redis.url });
-const profileDir = join(ROOT, 'bench/results/hot', `${positionals[0]}-${Date.now()}`);
-const server = await startTally({
-  name: 'hot',
-  env,
-  ...(values.main ? { main: values.main } : {}),
-  nodeFlags: values.profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
-});
-const result = await autocannon({
-  url: server.url + route.path,
-  method: 'POST',
-  headers: { 'content-type': 'application/json' },
-  body: route.body,
-  connections: Number(values.connections ?? (positionals[0] === 'batch' ? 16 : 64)),
-  duration: Number(values.seconds),
-});
-process.stdout.write(
-  `${positionals[0]}: ${Math.round(result.requests.average)} req/s, p50 ${result.latency.p50} ms, ` +
-    `p99 ${result.latency.p99} ms, ${result.non2xx} non-2xx, ${result.errors} errors\n`,
-);
-const cpuSeconds = processCpuSeconds(server.pid);
-await server.stop();
-await redis?.stop();
-if (cpuSeconds !== undefined) {
-  const perRequest = (cpuSeconds * 1e6) / Math.max(1, result.requests.total);
-  process.stdout.write(`server CPU: ${perRequest.toFixed(0)} µs per request (startup included)\n`);
+
+if (positionals[0] === 'compare') await compareTargets(positionals.slice(1));
+else await hot(positionals[0] ?? '');
+process.exit(0);
+
+/** One Tally process, one route, `--seconds` of load; CPU per request and the profile. */
+async function hot(name: string): Promise<void> {
+  const route = ROUTES[name as RouteName];
+  if (route === undefined) {
+    process.stderr.write(
+      `usage: tsx bench/hot.ts <${Object.keys(ROUTES).join('|')}> [options]\n` +
+        '       tsx bench/hot.ts compare <fastify|noop|increment|strong[@main.js]> ... [options]\n',
+    );
+    process.exit(2);
+  }
+  const redis = values.redis ? await startRedis() : undefined;
+  if (redis) Object.assign(env, { TALLY_STORE: 'redis', TALLY_REDIS_URL: redis.url });
+  const profileDir = join(ROOT, 'bench/results/hot', `${name}-${Date.now()}`);
+  const server = await startTally({
+    name: 'hot',
+    env,
+    ...(values.main ? { main: values.main } : {}),
+    nodeFlags: values.profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
+  });
+  const result = await autocannon({
+    url: server.url + route.path,
+    method: 'POST',
+    headers: JSON_HEADERS,
+    body: route.body,
+    connections: Number(values.connections ?? (name === 'batch' ? 16 : 64)),
+    duration: Number(values.seconds ?? 10),
+  });
+  process.stdout.write(
+    `${name}: ${Math.round(result.requests.average)} req/s, p50 ${result.latency.p50} ms, ` +
+      `p99 ${result.latency.p99} ms, ${result.non2xx} non-2xx, ${result.errors} errors\n`,
+  );
+  const cpuSeconds = processCpuSeconds(server.pid);
+  await server.stop();
+  await redis?.stop();
+  if (cpuSeconds !== undefined) {
+    const perRequest = (cpuSeconds * 1e6) / Math.max(1, result.requests.total);
+    process.stdout.write(
+      `server CPU: ${perRequest.toFixed(0)} µs per request (startup included)\n`,
+    );
+  }
+  if (values.profile) printProfiles(profileDir, name);
 }
-if (values.profile) {
+
+/**
+ * Interleaved rounds (order rotated each round) of the same load against every target; a
+ * target's ratio is the median over rounds of its slice's rate over the first target's slice
+ * of that round, with the middle half of those ratios shown as the spread.
+ */
+async function compareTargets(specs: string[]): Promise<void> {
+  if (specs.length < 2) {
+    process.stderr.write('usage: tsx bench/hot.ts compare <target> <target> ... [options]\n');
+    process.exit(2);
+  }
+  const services: Service[] = [];
+  const targets: Target[] = [];
+  let redis: Service | undefined;
+  for (const [i, spec] of specs.entries()) {
+    const at = spec.indexOf('@');
+    const name = at < 0 ? spec : spec.slice(0, at);
+    let server: Service;
+    let path: string;
+    if (name === 'fastify') {
+      // The baseline process also serves INCRBY; its no-op route never touches Redis.
+      redis ??= await startRedis();
+      server = await startBaseline('fastify-incr', redis.url, 'hot:fastify:');
+      path = ROUTES.noop.path;
+    } else {
+      const route = ROUTES[name as RouteName];
+      if (route === undefined || name === 'batch') {
+        process.stderr.write(`hot: unknown target "${spec}"\n`);
+        process.exit(2);
+      }
+      server = await startTally({
+        name: `hot-${i}`,
+        env,
+        ...(at < 0 ? {} : { main: resolve(spec.slice(at + 1)) }),
+      });
+      path = route.path;
+    }
+    services.push(server);
+    if (values.pin) pin(server.pid, 1);
+    targets.push({
+      id: `${i}`,
+      label: spec,
+      url: server.url,
+      connections: Number(values.connections ?? 64),
+      processes: { server: server.pid },
+      requests: [{ method: 'POST', path, headers: JSON_HEADERS, body: ROUTES.noop.body }],
+    });
+  }
+  if (values.pin) pin(process.pid, 0);
+  const rounds = Number(values.rounds);
+  const seconds = Number(values.seconds ?? 16);
+  process.stderr.write(
+    `hot: ${targets.length} targets × ${seconds} s in ${rounds} interleaved rounds\n`,
+  );
+  const meters = await compare(targets, { secondsPerTarget: seconds, rounds, warmupSeconds: 1.5 });
+  const first = meters.get('0');
+  const width = Math.max(...specs.map((s) => s.length));
+  process.stdout.write(
+    `${'target'.padEnd(width)}    req/s  × first  (middle half)  srv µs/req  p50 ms  non-2xx\n`,
+  );
+  for (const target of targets) {
+    const meter = meters.get(target.id);
+    if (meter === undefined || first === undefined) continue;
+    const ratios = meter.roundRates
+      .map((rate, round) => rate / (first.roundRates[round] ?? Number.NaN))
+      .filter(Number.isFinite)
+      .sort((a, b) => a - b);
+    const q = (p: number) => ratios[Math.floor(p * (ratios.length - 1))] ?? Number.NaN;
+    const cpu = ((meter.cpuSeconds.server ?? 0) * 1e6) / Math.max(1, meter.ok);
+    process.stdout.write(
+      `${target.label.padEnd(width)}  ${Math.round(meter.rate).toString().padStart(7)}  ` +
+        `${median(ratios).toFixed(3)}×  (${q(0.25).toFixed(3)}–${q(0.75).toFixed(3)})  ` +
+        `${cpu.toFixed(1).padStart(10)}  ${meter.percentile(0.5).toFixed(1).padStart(6)}  ` +
+        `${meter.non2xx + meter.errors}\n`,
+    );
+  }
+  for (const service of services) await service.stop();
+  await redis?.stop();
+}
+
+/**
+ * Pins every thread of a process to one CPU. On two cores the scheduler otherwise moves the
+ * generator and the server onto one core for some slices and not others, which moved the same
+ * server's rate by ±20% between slices; pinned, both always get a core of their own.
+ */
+function pin(pid: number, cpu: number): void {
+  const done = spawnSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], {
+    stdio: 'ignore',
+  });
+  if (done.status !== 0) {
+    process.stderr.write(`hot: taskset failed for pid ${pid}; --pin needs Linux and taskset\n`);
+    process.exit(2);
+  }
+}
+
+function printProfiles(profileDir: string, name: string): void {
   for (const file of readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'))) {
     const path = join(profileDir, file);
     const profile = JSON.parse(readFileSync(path, 'utf8'));
@@ -89,7 +208,7 @@ if (values.profile) {
     for (const f of s.inclusive) {
       process.stdout.write(`  ${pct(f.total)}  ${f.name}  ${f.where}\n`);
     }
-    writeFileSync(join(profileDir, 'flame.svg'), flameGraph(profile, `${positionals[0]} ${file}`));
+    writeFileSync(join(profileDir, 'flame.svg'), flameGraph(profile, `${name} ${file}`));
     process.stdout.write(`flame graph: ${join(profileDir, 'flame.svg')}\n`);
   }
 }
