@@ -7,9 +7,7 @@
  *   `tsx bench/hot.ts compare <target> <target> ... [--seconds 16] [--rounds 32]`
  * where a target is `fastify` (the bare Fastify no-op route of bench/baselines/fastify-incr.ts)
  * or `<noop|increment|strong>[@patched/dist/main.js]`, each in its own process (build first).
- * `--pin` (Linux, taskset) keeps the generator on CPU 0 and every server on CPU 1.
  */
-import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -43,7 +41,6 @@ const { values, positionals } = parseArgs({
     profile: { type: 'boolean', default: false },
     main: { type: 'string' },
     redis: { type: 'boolean', default: false },
-    pin: { type: 'boolean', default: false },
   },
 });
 process.on('exit', killAll);
@@ -133,7 +130,6 @@ async function compareTargets(specs: string[]): Promise<void> {
       path = route.path;
     }
     services.push(server);
-    if (values.pin) pin(server.pid, 1);
     targets.push({
       id: `${i}`,
       label: spec,
@@ -143,7 +139,6 @@ async function compareTargets(specs: string[]): Promise<void> {
       requests: [{ method: 'POST', path, headers: JSON_HEADERS, body: ROUTES.noop.body }],
     });
   }
-  if (values.pin) pin(process.pid, 0);
   const rounds = Number(values.rounds);
   const seconds = Number(values.seconds ?? 16);
   process.stderr.write(
@@ -173,21 +168,6 @@ async function compareTargets(specs: string[]): Promise<void> {
   }
   for (const service of services) await service.stop();
   await redis?.stop();
-}
-
-/**
- * Pins every thread of a process to one CPU. On two cores the scheduler otherwise moves the
- * generator and the server onto one core for some slices and not others, which moved the same
- * server's rate by ±20% between slices; pinned, both always get a core of their own.
- */
-function pin(pid: number, cpu: number): void {
-  const done = spawnSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], {
-    stdio: 'ignore',
-  });
-  if (done.status !== 0) {
-    process.stderr.write(`hot: taskset failed for pid ${pid}; --pin needs Linux and taskset\n`);
-    process.exit(2);
-  }
 }
 
 function printProfiles(profileDir: string, name: string): void {
