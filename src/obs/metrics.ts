@@ -4,19 +4,20 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 /** The metrics Tally exports at /metrics; names are stable (dashboards and alarms use them). */
 export class Metrics {
   readonly registry = new Registry();
-  // The two per-request counters (see scrapedCounter below).
+  // The two per-request counters: plain numbers, copied into prom-client at scrape time.
   private readonly acceptedCounts = scrapedCounter(this.registry, {
     name: 'tally_increments_accepted_total',
     help: 'Increments accepted (acknowledged), by consistency',
     labelNames: ['consistency'],
   });
-  private readonly requestCounts = scrapedCounter(this.registry, {
+  // route pattern → method → status → requests (see countRequest).
+  private readonly requestCounts = new Map<string, Map<string, Map<number, number>>>();
+  readonly incrementsAccepted = this.acceptedCounts.counter;
+  readonly httpRequests = scrapedTree(this.registry, this.requestCounts, {
     name: 'tally_http_requests_total',
     help: 'HTTP requests by route pattern, method and status',
     labelNames: ['route', 'method', 'status'],
   });
-  readonly incrementsAccepted = this.acceptedCounts.counter;
-  readonly httpRequests = this.requestCounts.counter;
   readonly batchesFlushed = new Counter({
     name: 'tally_batches_flushed_total',
     help: 'Batches applied to the store (including duplicates found already applied)',
@@ -74,9 +75,25 @@ export class Metrics {
     this.acceptedCounts.add(consistency, n);
   }
 
-  /** Counts one HTTP request by route pattern, method and status. */
-  countRequest(route: string, method: string, status: number): void {
-    this.requestCounts.add(`${route}${SEP}${method}${SEP}${status}`);
+  /**
+   * Counts one HTTP request by route pattern (`unmatched` when no route matched), method and
+   * status. One Map lookup per label: the route pattern and method are the same string objects
+   * on every request, whose hashes V8 keeps, where a joined key was a new string to build and
+   * hash each time (2% of the no-op route's CPU, docs/benchmarks.md).
+   */
+  countRequest(route: string | undefined, method: string, status: number): void {
+    const routeKey = route ?? 'unmatched';
+    let byMethod = this.requestCounts.get(routeKey);
+    if (byMethod === undefined) {
+      byMethod = new Map();
+      this.requestCounts.set(routeKey, byMethod);
+    }
+    let byStatus = byMethod.get(method);
+    if (byStatus === undefined) {
+      byStatus = new Map();
+      byMethod.set(method, byStatus);
+    }
+    byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
   }
 
   readonly storeUp = new Gauge({
@@ -91,31 +108,48 @@ export class Metrics {
   }
 }
 
-/** Joins label values into one key; no route pattern, method, status or consistency holds it. */
-const SEP = '\u0000';
-
 /**
  * A prom-client counter whose hot-path increments are plain numbers in a Map, copied in when
  * /metrics is scraped: prom-client hashes the label set on every `inc()`, a measurable share of
- * a request's CPU (docs/benchmarks.md). `add` takes the label values joined by {@link SEP}.
+ * a request's CPU (docs/benchmarks.md). `add` takes the one label's value.
  */
 function scrapedCounter(
   registry: Registry,
-  options: { name: string; help: string; labelNames: readonly string[] },
-): { counter: Counter<string>; add(key: string, n?: number): void } {
+  options: { name: string; help: string; labelNames: readonly [string] },
+): { counter: Counter<string>; add(value: string, n?: number): void } {
   const counts = new Map<string, number>();
   const counter = new Counter({
     ...options,
     registers: [registry],
     collect() {
       this.reset();
-      for (const [key, n] of counts) this.labels(...key.split(SEP)).inc(n);
+      for (const [value, n] of counts) this.labels(value).inc(n);
     },
   });
   return {
     counter,
-    add(key, n = 1) {
-      counts.set(key, (counts.get(key) ?? 0) + n);
+    add(value, n = 1) {
+      counts.set(value, (counts.get(value) ?? 0) + n);
     },
   };
+}
+
+/** The same for three labels, counted in nested Maps (one level per label) by the caller. */
+function scrapedTree(
+  registry: Registry,
+  counts: ReadonlyMap<string, ReadonlyMap<string, ReadonlyMap<number, number>>>,
+  options: { name: string; help: string; labelNames: readonly [string, string, string] },
+): Counter<string> {
+  return new Counter({
+    ...options,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [a, byB] of counts) {
+        for (const [b, byC] of byB) {
+          for (const [c, n] of byC) this.labels(a, b, String(c)).inc(n);
+        }
+      }
+    },
+  });
 }
