@@ -1,6 +1,6 @@
 /**
  * @module http/server — the Fastify instance every route runs in: limits, timeouts, request ids,
- * one JSON parser, one error handler and the request counter. No routes here.
+ * request loggers, one JSON parser, one error handler and the request counter. No routes here.
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -23,8 +23,14 @@ export function createHttpServer(
   metrics: Metrics,
 ): FastifyInstance {
   const app: FastifyInstance = Fastify({
-    loggerInstance: logger as FastifyBaseLogger,
-    // Per-request logs cost throughput; we log at debug in onResponse instead.
+    // No logger option: given one, Fastify listens for the end of every response and reads the
+    // clock twice for its request log lines, which we keep off: 4-5% of the no-op route's
+    // instructions (docs/benchmarks.md). Requests still log: the factory below gives each one a
+    // child of Tally's logger, built only if it logs; `app.log` is set to that logger below.
+    logger: false,
+    childLoggerFactory: (_silent, bindings, options) =>
+      lazyChildLogger(logger, bindings, options) as FastifyBaseLogger,
+    // Fastify's own request lines would go to that child; we log requests at debug below.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimitBytes,
     // Behind a load balancer request.ip is the balancer's unless its X-Forwarded-For is trusted.
@@ -44,9 +50,9 @@ export function createHttpServer(
     requestIdHeader: false,
     genReqId: requestId,
     clientErrorHandler: answerClientError,
-    childLoggerFactory: (parent, bindings, options) =>
-      lazyChildLogger(parent as Logger, bindings, options) as FastifyBaseLogger,
   });
+  // Fastify's own lines (the listening addresses, onListen hook errors) read `app.log`.
+  app.log = logger as FastifyBaseLogger;
 
   // One JSON parser: an empty body means "no body" (curl -X POST), anything else must parse.
   app.removeAllContentTypeParsers();
@@ -61,10 +67,17 @@ export function createHttpServer(
   });
 
   registerErrorHandling(app);
-  // A callback hook, not async: an async hook costs a promise and a microtask per request.
-  app.addHook('onResponse', (request, reply, done) => {
-    metrics.countRequest(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode);
-    if (logger.isLevelEnabled('debug')) {
+  // Every reply passes onSend with its final status, errors and 404s included; a hijacked one
+  // (a live stream) never does, so its route must count it. onSend, not onResponse: onResponse
+  // brings back the per-response listeners and clock reads that `logger: false` saves. A
+  // callback hook, not async: an async hook costs a promise and a microtask per request.
+  app.addHook('onSend', (request, reply, payload, done) => {
+    metrics.countRequest(request.routeOptions.url, request.method, reply.statusCode);
+    done(null, payload);
+  });
+  // The debug line needs the response's end and duration; only a debug logger pays for them.
+  if (logger.isLevelEnabled('debug')) {
+    app.addHook('onResponse', (request, reply, done) => {
       request.log.debug(
         {
           method: request.method,
@@ -74,9 +87,9 @@ export function createHttpServer(
         },
         'request',
       );
-    }
-    done();
-  });
+      done();
+    });
+  }
   return app;
 }
 
