@@ -5,15 +5,27 @@
  *    [--env TALLY_X=v ...] [--redis] [--profile] [--main patched/dist/main.js]`
  * or several targets in interleaved rounds, each reported as a paired ratio to the first:
  *   `tsx bench/hot.ts compare <target> <target> ... [--seconds 16] [--rounds 32]`
+ * or the instructions per request each target's main thread executes, counted by valgrind:
+ *   `tsx bench/hot.ts count <target> ... [--warmup 8000] [--requests 16000]`
  * where a target is `fastify` (the bare Fastify no-op route of bench/baselines/fastify-incr.ts)
  * or `<noop|increment|strong>[@patched/dist/main.js]`, each in its own process (build first).
  */
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { compare, median, processCpuSeconds, type Target } from './lib/load.js';
-import { killAll, ROOT, type Service, startBaseline, startRedis, startTally } from './lib/procs.js';
+import {
+  freePort,
+  killAll,
+  ROOT,
+  type Service,
+  startBaseline,
+  startRedis,
+  startTally,
+  workDir,
+} from './lib/procs.js';
 import { flameGraph, summarize } from './profile.js';
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
@@ -41,12 +53,15 @@ const { values, positionals } = parseArgs({
     profile: { type: 'boolean', default: false },
     main: { type: 'string' },
     redis: { type: 'boolean', default: false },
+    warmup: { type: 'string', default: '8000' },
+    requests: { type: 'string', default: '16000' },
   },
 });
 process.on('exit', killAll);
 const env = Object.fromEntries(values.env.map((pair) => pair.split('=', 2) as [string, string]));
 
 if (positionals[0] === 'compare') await compareTargets(positionals.slice(1));
+else if (positionals[0] === 'count') await countInstructions(positionals.slice(1));
 else await hot(positionals[0] ?? '');
 process.exit(0);
 
@@ -144,11 +159,14 @@ async function compareTargets(specs: string[]): Promise<void> {
   process.stderr.write(
     `hot: ${targets.length} targets × ${seconds} s in ${rounds} interleaved rounds\n`,
   );
+  const before = targets.map((t) => userSystem(t.processes?.server ?? -1));
   const meters = await compare(targets, { secondsPerTarget: seconds, rounds, warmupSeconds: 1.5 });
+  const after = targets.map((t) => userSystem(t.processes?.server ?? -1));
   const first = meters.get('0');
   const width = Math.max(...specs.map((s) => s.length));
   process.stdout.write(
-    `${'target'.padEnd(width)}    req/s  × first  (middle half)  srv µs/req  p50 ms  non-2xx\n`,
+    `${'target'.padEnd(width)}    req/s  × first  (middle half)  srv µs/req  user/sys µs  ` +
+      'p50 ms  non-2xx\n',
   );
   for (const target of targets) {
     const meter = meters.get(target.id);
@@ -159,15 +177,135 @@ async function compareTargets(specs: string[]): Promise<void> {
       .sort((a, b) => a - b);
     const q = (p: number) => ratios[Math.floor(p * (ratios.length - 1))] ?? Number.NaN;
     const cpu = ((meter.cpuSeconds.server ?? 0) * 1e6) / Math.max(1, meter.ok);
+    // Over the whole run, warm-up included: user time is JavaScript, system time mostly writev.
+    const i = Number(target.id);
+    const served = Math.max(1, meter.acknowledged + meter.non2xx);
+    const split = [0, 1].map(
+      (k) => (((after[i]?.[k] ?? 0) - (before[i]?.[k] ?? 0)) * 1e6) / served,
+    );
     process.stdout.write(
       `${target.label.padEnd(width)}  ${Math.round(meter.rate).toString().padStart(7)}  ` +
         `${median(ratios).toFixed(3)}×  (${q(0.25).toFixed(3)}–${q(0.75).toFixed(3)})  ` +
-        `${cpu.toFixed(1).padStart(10)}  ${meter.percentile(0.5).toFixed(1).padStart(6)}  ` +
-        `${meter.non2xx + meter.errors}\n`,
+        `${cpu.toFixed(1).padStart(10)}  ${split
+          .map((x) => x.toFixed(1))
+          .join('/')
+          .padStart(11)}  ` +
+        `${meter.percentile(0.5).toFixed(1).padStart(6)}  ${meter.non2xx + meter.errors}\n`,
     );
   }
   for (const service of services) await service.stop();
   await redis?.stop();
+}
+
+/**
+ * Instructions per request of each target's main thread, counted by valgrind's callgrind from
+ * request `--warmup` (the JIT has settled) for `--requests` more, 8 connections, one target at a
+ * time. The JIT compiler and GC helper threads are left out: their share moves with timing. The
+ * same build counts the same to within about 1% run to run, where throughput ratios on a shared
+ * two-core VM move by 10%; system time (the writev of each response) is not in it.
+ */
+async function countInstructions(specs: string[]): Promise<void> {
+  if (specs.length === 0 || spawnSync('valgrind', ['--version']).status !== 0) {
+    process.stderr.write('usage: tsx bench/hot.ts count <target> ... (needs valgrind)\n');
+    process.exit(2);
+  }
+  const warmup = Number(values.warmup);
+  const requests = Number(values.requests);
+  let redis: Service | undefined;
+  for (const [i, spec] of specs.entries()) {
+    const at = spec.indexOf('@');
+    const name = at < 0 ? spec : spec.slice(0, at);
+    const route = name === 'fastify' ? ROUTES.noop : ROUTES[name as RouteName];
+    if (route === undefined || name === 'batch') {
+      process.stderr.write(`hot: unknown target "${spec}"\n`);
+      process.exit(2);
+    }
+    const dir = workDir(`count-${i}`);
+    const port = await freePort();
+    let args: string[];
+    let childEnv: Record<string, string>;
+    if (name === 'fastify') {
+      redis ??= await startRedis();
+      args = ['--import', 'tsx', join(ROOT, 'bench/baselines/fastify-incr.ts')];
+      childEnv = { PORT: String(port), REDIS_URL: redis.url, KEY_PREFIX: 'hot:count:' };
+    } else {
+      args = [at < 0 ? join(ROOT, 'dist/main.js') : resolve(spec.slice(at + 1)), 'serve'];
+      // What startTally sets, so the process is the one the other modes measure.
+      childEnv = {
+        TALLY_HOST: '127.0.0.1',
+        TALLY_DATA_DIR: join(dir, 'data'),
+        TALLY_SQLITE_PATH: join(dir, 'tally.db'),
+        TALLY_LOG_FILES: 'false',
+        TALLY_LOG_LEVEL: 'warn',
+        TALLY_BENCH_ROUTES: 'true',
+        TALLY_WORKERS: '1',
+        ...env,
+        TALLY_PORT: String(port),
+      };
+    }
+    const out = join(dir, 'callgrind.out');
+    const child = spawn(
+      'valgrind',
+      [
+        '--tool=callgrind',
+        '--instr-atstart=no',
+        '--separate-threads=yes',
+        `--callgrind-out-file=${out}`,
+        '--smc-check=all-non-file',
+        process.execPath,
+        ...args,
+      ],
+      { cwd: ROOT, env: { ...process.env, ...childEnv }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const exited = new Promise<void>((done) => child.once('exit', () => done()));
+    await new Promise<void>((ready, fail) => {
+      let text = '';
+      const timer = setTimeout(() => fail(new Error(`${spec}: no start in 5 min`)), 300_000);
+      child.stdout?.on('data', (d: Buffer) => {
+        text += d.toString();
+        if (/listening on/.test(text)) {
+          clearTimeout(timer);
+          ready();
+        }
+      });
+      child.once('exit', (code) => fail(new Error(`${spec} exited with ${code} at start`)));
+    });
+    const load = (amount: number) =>
+      autocannon({
+        url: `http://127.0.0.1:${port}${route.path}`,
+        method: 'POST',
+        headers: JSON_HEADERS,
+        body: route.body,
+        connections: 8,
+        amount,
+      });
+    const pid = String(child.pid);
+    await load(warmup);
+    spawnSync('callgrind_control', ['--instr=on', pid], { stdio: 'ignore' });
+    const result = await load(requests);
+    spawnSync('callgrind_control', ['--dump', pid], { stdio: 'ignore' });
+    child.kill('SIGTERM');
+    await exited;
+    // Dump 1 of thread 1 (the main thread): "<out>.1-01".
+    const totals = /^(?:totals|summary): (\d+)/m.exec(readFileSync(`${out}.1-01`, 'utf8'));
+    const perRequest = Number(totals?.[1] ?? Number.NaN) / requests;
+    process.stdout.write(
+      `${spec}: ${Math.round(perRequest)} instructions per request (main thread, ` +
+        `${result['2xx']} 2xx of ${requests} after ${warmup})\n`,
+    );
+  }
+  await redis?.stop();
+}
+
+/** User and system CPU seconds of a process so far (Linux /proc); zeros elsewhere. */
+function userSystem(pid: number): [number, number] {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return [Number(fields[11]) / 100, Number(fields[12]) / 100];
+  } catch {
+    return [0, 0];
+  }
 }
 
 function printProfiles(profileDir: string, name: string): void {
