@@ -167,6 +167,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       metrics,
       keys,
       requireAdmin: adminGuard(config.adminToken),
+      logger,
     });
     await app.register(eventRoutes, {
       counters,

@@ -1,7 +1,8 @@
 /**
  * @module tools/check-layers — fails when a module in src/ imports one from a higher layer
  * (`npm run lint` runs it). The layers are docs/architecture.md's, lowest first; a module may
- * import its own layer's and lower ones, never a higher one.
+ * import its own layer's and lower ones, never a higher one. It also refuses `request.log` and
+ * `reply.log`: Fastify runs without a logger (src/http/server.ts), so those discard every line.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -58,6 +59,9 @@ function* sources(dir: string): Generator<string> {
   }
 }
 
+/** Fastify's per-request logger, which discards: lines go through `requestLog` instead. */
+const REQUEST_LOG_RE = /\b(?:request|reply|req)\.log\b/;
+
 const IMPORT_RE = /(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s+['"](\.[^'"]+)['"]/g;
 
 /** Every wrong-way or unplaced import under `srcDir`, as readable lines. */
@@ -70,7 +74,12 @@ export function checkLayers(srcDir: string): string[] {
       problems.push(`${from}: not in any layer (add it to tools/check-layers.ts and the docs)`);
       continue;
     }
-    for (const match of readFileSync(file, 'utf8').matchAll(IMPORT_RE)) {
+    const text = readFileSync(file, 'utf8');
+    const code = text.split('\n').filter((line) => !/^\s*(?:\/\/|\/?\*)/.test(line));
+    if (code.some((line) => REQUEST_LOG_RE.test(line))) {
+      problems.push(`${from}: request.log discards every line; log through requestLog`);
+    }
+    for (const match of text.matchAll(IMPORT_RE)) {
       const target = relative(srcDir, resolve(dirname(file), match[1] as string)).replace(
         /\.js$/,
         '.ts',

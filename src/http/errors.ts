@@ -3,6 +3,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ERRORS, type ErrorCode, TallyError } from '../errors.js';
+import { type Logger, requestLog } from '../obs/logger.js';
 
 /** Fastify's own error codes that mean the client sent something wrong. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -39,19 +40,22 @@ export function sendError(
   });
 }
 
-export function registerErrorHandling(app: FastifyInstance): void {
+export function registerErrorHandling(app: FastifyInstance, logger: Logger): void {
   app.setErrorHandler((raw, request, reply) => {
     const err = toTallyError(raw);
     if (err.status >= 500) {
       // 503s are expected during outages and overload; only real faults are errors.
-      if (err.code === 'INTERNAL') request.log.error({ err: raw }, 'request failed');
+      if (err.code === 'INTERNAL')
+        requestLog(logger, request).error({ err: raw }, 'request failed');
       else
-        request.log.warn(
+        requestLog(logger, request).warn(
           { code: err.code, cause: String((err.cause as Error | undefined)?.message ?? '') },
           'request refused',
         );
     } else {
-      request.log.debug({ code: err.code }, 'bad request');
+      if (logger.isLevelEnabled('debug')) {
+        requestLog(logger, request).debug({ code: err.code }, 'bad request');
+      }
     }
     return sendError(err, request, reply);
   });

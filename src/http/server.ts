@@ -12,7 +12,7 @@ import Fastify, {
 } from 'fastify';
 import type { Config } from '../config.js';
 import { TallyError } from '../errors.js';
-import { type Logger, lazyChildLogger } from '../obs/logger.js';
+import { type Logger, requestLog } from '../obs/logger.js';
 import type { Metrics } from '../obs/metrics.js';
 import { answerClientError, registerErrorHandling } from './errors.js';
 
@@ -23,14 +23,13 @@ export function createHttpServer(
   metrics: Metrics,
 ): FastifyInstance {
   const app: FastifyInstance = Fastify({
-    // No logger option: given one, Fastify listens for the end of every response and reads the
-    // clock twice for its request log lines, which we keep off: 4-5% of the no-op route's
-    // instructions (docs/benchmarks.md). Requests still log: the factory below gives each one a
-    // child of Tally's logger, built only if it logs; `app.log` is set to that logger below.
+    // No logger, and no child logger factory. Given a logger, Fastify listens for the end of every
+    // response and reads the clock twice for request lines we keep off (4-5% of the no-op route's
+    // instructions); given a factory, it builds and checks a child per request (3.4%). Without
+    // either, `request.log` is a logger that discards: routes log through `requestLog` (tools/
+    // check-layers.ts refuses `request.log`), and `app.log` is set to Tally's logger below.
     logger: false,
-    childLoggerFactory: (_silent, bindings, options) =>
-      lazyChildLogger(logger, bindings, options) as FastifyBaseLogger,
-    // Fastify's own request lines would go to that child; we log requests at debug below.
+    // Skips Fastify's per-request "incoming request" call to that discarding logger.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.bodyLimitBytes,
     // Behind a load balancer request.ip is the balancer's unless its X-Forwarded-For is trusted.
@@ -66,7 +65,7 @@ export function createHttpServer(
     }
   });
 
-  registerErrorHandling(app);
+  registerErrorHandling(app, logger);
   // Every reply passes onSend with its final status, errors and 404s included; a hijacked one
   // (a live stream) never does, so its route must count it. onSend, not onResponse: onResponse
   // brings back the per-response listeners and clock reads that `logger: false` saves. A
@@ -78,7 +77,7 @@ export function createHttpServer(
   // The debug line needs the response's end and duration; only a debug logger pays for them.
   if (logger.isLevelEnabled('debug')) {
     app.addHook('onResponse', (request, reply, done) => {
-      request.log.debug(
+      requestLog(logger, request).debug(
         {
           method: request.method,
           url: request.url,

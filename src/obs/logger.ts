@@ -82,73 +82,11 @@ function lowest(level: string): string {
 }
 
 /**
- * Fastify's child logger factory, made lazy: the per-request child (carrying `reqId`) is built
- * only when a request logs at an enabled level. Almost no request logs anything, and building a
- * pino child per request was a measurable share of the increment route's CPU
- * (docs/benchmarks.md). A class, so a request costs one small object and no closures.
+ * The logger for one HTTP request's lines: Tally's logger with the request's id bound. Fastify is
+ * given no logger (its per-request child and response listeners cost 5-8% of the no-op route,
+ * docs/benchmarks.md), so `request.log` discards everything; routes log through this instead, and
+ * the child is built only by the few requests that log at all.
  */
-export function lazyChildLogger(
-  parent: Logger,
-  bindings: pino.Bindings,
-  options: pino.ChildLoggerOptions,
-): Logger {
-  return new LazyChild(parent, bindings, options) as unknown as Logger;
-}
-
-type LogArgs = [unknown, ...unknown[]];
-
-class LazyChild {
-  private built: Logger | undefined;
-
-  constructor(
-    private readonly parent: Logger,
-    private readonly bindings: pino.Bindings,
-    private readonly options: pino.ChildLoggerOptions,
-  ) {}
-
-  private real(): Logger {
-    this.built ??= this.parent.child(this.bindings, this.options);
-    return this.built;
-  }
-
-  private emit(level: pino.Level, args: LogArgs): void {
-    if (this.built === undefined && !this.parent.isLevelEnabled(level)) return;
-    (this.real()[level] as (...a: unknown[]) => void)(...args);
-  }
-
-  get level(): string {
-    return (this.built ?? this.parent).level;
-  }
-
-  set level(value: string) {
-    this.real().level = value;
-  }
-
-  isLevelEnabled(level: string): boolean {
-    return (this.built ?? this.parent).isLevelEnabled(level);
-  }
-
-  child(bindings: pino.Bindings, options?: pino.ChildLoggerOptions): Logger {
-    return this.real().child(bindings, options);
-  }
-
-  fatal(...args: LogArgs): void {
-    this.emit('fatal', args);
-  }
-  error(...args: LogArgs): void {
-    this.emit('error', args);
-  }
-  warn(...args: LogArgs): void {
-    this.emit('warn', args);
-  }
-  info(...args: LogArgs): void {
-    this.emit('info', args);
-  }
-  debug(...args: LogArgs): void {
-    this.emit('debug', args);
-  }
-  trace(...args: LogArgs): void {
-    this.emit('trace', args);
-  }
-  silent(): void {}
+export function requestLog(logger: Logger, request: { readonly id: string }): Logger {
+  return logger.child({ reqId: request.id });
 }

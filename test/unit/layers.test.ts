@@ -12,7 +12,7 @@ describe('layers', () => {
     expect(checkLayers(join(ROOT, 'src'))).toEqual([]);
   });
 
-  it('reports a store importing from the service layer, and a module in no layer', () => {
+  it('reports a store importing from the service layer, a module in no layer, and request.log', () => {
     const dir = tempDir('tally-layers');
     mkdirSync(join(dir.path, 'store'));
     mkdirSync(join(dir.path, 'counters'));
@@ -22,9 +22,17 @@ describe('layers', () => {
       "import type { X } from '../domain.js';\nimport {\n  limit,\n} from '../counters/service.js';\n",
     );
     writeFileSync(join(dir.path, 'stray.ts'), '');
+    mkdirSync(join(dir.path, 'http'));
+    writeFileSync(
+      join(dir.path, 'http/route.ts'),
+      "export const f = (request) => request.log.info('x');\n",
+    );
     const problems = checkLayers(dir.path);
     dir.remove();
-    expect(problems).toHaveLength(2);
+    expect(problems).toHaveLength(3);
+    expect(problems).toContain(
+      'http/route.ts: request.log discards every line; log through requestLog',
+    );
     expect(problems.some((p) => p.startsWith('store/sqlite.ts imports counters/service.ts'))).toBe(
       true,
     );

@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Consistency, CounterService } from '../../counters/service.js';
 import { type Increment, MAX_BATCH_ITEMS } from '../../domain.js';
 import { TallyError } from '../../errors.js';
+import { type Logger, requestLog } from '../../obs/logger.js';
 import type { Metrics } from '../../obs/metrics.js';
 import { type IdempotencyKeys, parseIdempotencyKey, type SavedAnswer } from '../idempotency.js';
 import { asObject, assertBy, assertName, assertValue } from '../parse.js';
@@ -13,6 +14,8 @@ export interface CounterRoutesOptions {
   readonly keys: IdempotencyKeys;
   readonly metrics: Metrics;
   readonly requireAdmin: (request: FastifyRequest) => void;
+  /** Admin writes are logged, each line with its request's id. */
+  readonly logger: Logger;
 }
 
 type NameParams = { Params: { name: string }; Querystring: Record<string, unknown> };
@@ -30,7 +33,7 @@ export async function counterRoutes(
   app: FastifyInstance,
   opts: CounterRoutesOptions,
 ): Promise<void> {
-  const { counters, metrics, keys, requireAdmin } = opts;
+  const { counters, metrics, keys, requireAdmin, logger } = opts;
 
   /**
    * Runs `work` once per Idempotency-Key (when the request has one) and sends its answer. The
@@ -111,7 +114,7 @@ export async function counterRoutes(
     if (body.value === undefined) throw new TallyError('INVALID_BODY', 'The body needs "value"');
     const value = assertValue(body.value);
     await counters.set(name, value);
-    request.log.info({ counter: name, value }, 'counter set');
+    requestLog(logger, request).info({ counter: name, value }, 'counter set');
     return { name, value };
   });
 
@@ -119,7 +122,7 @@ export async function counterRoutes(
     requireAdmin(request);
     const name = assertName(request.params.name);
     const deleted = await counters.delete(name);
-    request.log.info({ counter: name, deleted }, 'counter deleted');
+    requestLog(logger, request).info({ counter: name, deleted }, 'counter deleted');
     return { name, deleted };
   });
 
