@@ -56,10 +56,24 @@ interface Segment {
   lastItem: number;
 }
 
-interface Group {
-  lines: string;
-  items: number;
-  readonly waiters: Array<{ resolve(): void; reject(err: unknown): void }>;
+/**
+ * What one event-loop turn appended: one write, and one promise that every append of the turn
+ * shares (a promise per append was a measurable share of the increment route, docs/benchmarks.md).
+ */
+class Group {
+  lines = '';
+  items = 0;
+  appends = 0;
+  readonly done: Promise<void>;
+  resolve!: () => void;
+  reject!: (err: unknown) => void;
+
+  constructor() {
+    this.done = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
 }
 
 /** How often a broken log checks whether it can start again, in ms. */
@@ -83,7 +97,7 @@ export class WriteAheadLog {
   /** Items written so far (the last item's number). */
   private written = 0;
   private durable = 0;
-  private group: Group = newGroup();
+  private group = new Group();
   private writing = false;
   private dirty = false;
   private broken: Error | null = null;
@@ -177,7 +191,7 @@ export class WriteAheadLog {
     this.closed = true;
     if (this.syncTimer !== null) clearInterval(this.syncTimer);
     if (this.recoverTimer !== null) clearInterval(this.recoverTimer);
-    while (this.writing || this.group.waiters.length > 0) await this.pump();
+    while (this.writing || this.group.appends > 0) await this.pump();
     const file = this.file;
     this.file = null;
     if (file !== null) {
@@ -195,29 +209,31 @@ export class WriteAheadLog {
         new TallyError('LOG_UNAVAILABLE', undefined, { cause: this.broken, retryAfterS: 5 }),
       );
     }
-    return new Promise<void>((resolve, reject) => {
-      this.group.lines += lines;
-      this.group.items += items;
-      this.group.waiters.push({ resolve, reject });
-      if (!this.writing && !this.scheduled) {
-        // One write per event-loop turn: every increment that arrived in this turn's I/O
-        // shares it, and their answers leave together.
-        this.scheduled = true;
-        setImmediate(() => {
-          this.scheduled = false;
-          void this.pump();
-        });
-      }
-    });
+    const group = this.group;
+    group.lines += lines;
+    group.items += items;
+    group.appends++;
+    if (!this.writing && !this.scheduled) {
+      // One write per event-loop turn: every increment that arrived in this turn's I/O
+      // shares it, and their answers leave together.
+      this.scheduled = true;
+      setImmediate(this.pumpSoon);
+    }
+    return group.done;
   }
+
+  private readonly pumpSoon = (): void => {
+    this.scheduled = false;
+    void this.pump();
+  };
 
   private async pump(): Promise<void> {
     if (this.writing) return;
     this.writing = true;
     try {
-      while (this.group.waiters.length > 0) {
+      while (this.group.appends > 0) {
         const g = this.group;
-        this.group = newGroup();
+        this.group = new Group();
         await this.writeGroup(g);
       }
     } finally {
@@ -247,11 +263,11 @@ export class WriteAheadLog {
           throw err;
         }
       } else this.dirty = true;
-      for (const w of g.waiters) w.resolve();
+      g.resolve();
     } catch (err) {
       this.fail(err as Error);
       const error = new TallyError('LOG_UNAVAILABLE', undefined, { cause: err, retryAfterS: 5 });
-      for (const w of g.waiters) w.reject(error);
+      g.reject(error);
     }
   }
 
@@ -365,10 +381,6 @@ export class WriteAheadLog {
       unmarked: this.unmarked,
     };
   }
-}
-
-function newGroup(): Group {
-  return { lines: '', items: 0, waiters: [] };
 }
 
 /**

@@ -62,6 +62,13 @@ export async function counterRoutes(
       const body = asObject(request.body, ['by']);
       const by = body.by === undefined ? 1 : assertBy(body.by);
       const consistency = parseConsistency(request.query);
+      if (request.headers['idempotency-key'] === undefined) {
+        // The common case, without the closures `once` needs: this is the hot route.
+        const value = await counters.increment(name, by, consistency);
+        metrics.accepted(consistency);
+        reply.code(consistency === 'strong' ? 200 : 202);
+        return { name, value };
+      }
       return once(
         request,
         reply,
