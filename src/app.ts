@@ -137,7 +137,10 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
 
     const unfollow = followChanges(store, agg, hub, bus);
     const counters = new CounterService(store, agg, changed, bus?.flushSiblings?.bind(bus));
-    const keys = new IdempotencyKeys(store, { ttlMs: config.idempotencyTtlMs });
+    const keys = new IdempotencyKeys(store, {
+      ttlMs: config.idempotencyTtlMs,
+      maxKeys: config.idempotencyMaxKeys,
+    });
     const streams = new Set<EventStream>();
     let closing = false;
 

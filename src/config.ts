@@ -206,6 +206,11 @@ export const SETTINGS = {
     schema: int(1000, 30 * 24 * 3600 * 1000).default(24 * 3600 * 1000),
     doc: 'How long an Idempotency-Key is remembered (ms)',
   },
+  idempotencyMaxKeys: {
+    env: 'TALLY_IDEMPOTENCY_MAX_KEYS',
+    schema: int(1, 100_000_000).default(100_000),
+    doc: 'Most live Idempotency-Keys the store holds (shared by all instances); past it a request with a new key gets 503 IDEMPOTENCY_KEYS_FULL and changes nothing',
+  },
   requestTimeoutMs: {
     env: 'TALLY_REQUEST_TIMEOUT_MS',
     schema: int(100, 600_000).default(10_000),

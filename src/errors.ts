@@ -43,6 +43,11 @@ export const ERRORS = {
     status: 409,
     message: 'A request with this Idempotency-Key is still being processed; retry shortly',
   },
+  IDEMPOTENCY_KEYS_FULL: {
+    status: 503,
+    message:
+      'The store holds as many live Idempotency-Keys as it may (TALLY_IDEMPOTENCY_MAX_KEYS); nothing was applied: retry later, or without a key',
+  },
   TOO_MANY_SSE_CLIENTS: { status: 503, message: 'Too many live streams on this instance' },
   TOO_MANY_STREAMS: {
     status: 429,

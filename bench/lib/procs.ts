@@ -192,12 +192,15 @@ export function redisVersion(): string | undefined {
   return /v=(\S+)/.exec(probe.stdout)?.[1] ?? 'unknown';
 }
 
-/** Starts a private redis-server on loopback without persistence. */
-export async function startRedis(): Promise<Service> {
+/**
+ * Starts a private redis-server on loopback without persistence; with `replicaOf`, a replica of
+ * that one, resolved once its first sync finished.
+ */
+export async function startRedis(replicaOf?: Service): Promise<Service> {
   const port = await freePort();
-  const dir = workDir('redis');
+  const dir = workDir(replicaOf === undefined ? 'redis' : `redis-replica-${port}`);
   return spawnService({
-    name: 'redis-server',
+    name: replicaOf === undefined ? 'redis-server' : 'redis-replica',
     command: 'redis-server',
     args: [
       '--port',
@@ -210,10 +213,11 @@ export async function startRedis(): Promise<Service> {
       '',
       '--appendonly',
       'no',
+      ...(replicaOf === undefined ? [] : ['--replicaof', '127.0.0.1', String(replicaOf.port)]),
     ],
     port,
     url: `redis://127.0.0.1:${port}`,
-    ready: /Ready to accept connections/,
+    ready: replicaOf === undefined ? /Ready to accept connections/ : /sync: Finished with success/,
   });
 }
 

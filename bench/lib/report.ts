@@ -38,6 +38,16 @@ export function judgeTargets(r: Omit<Results, 'targets'>, wal: boolean | null): 
   });
   const ceiling = rows.find((x) => x.kind === 'ceiling');
   const bare = rows.find((x) => x.id === 'fastify-noop');
+  // What Tally's hooks, parser and logger cost a request: its no-op route against Fastify's own
+  // (issue 11). The paired ratio is measured bare/ceiling; the median of the inverses is its
+  // inverse.
+  const overhead = bare?.vsCeiling ? 1 / bare.vsCeiling : undefined;
+  out.push({
+    name: 'no-op route vs bare Fastify no-op',
+    goal: '≥ 0.95 × bare Fastify',
+    measured: overhead === undefined ? 'not measured' : fmtRatio(overhead),
+    met: overhead === undefined ? null : overhead >= 0.95,
+  });
   for (const [base, factor, ratio, bound] of [
     [express, 4, redis?.vsExpress ?? Number.NaN, ceiling?.vsExpress],
     [fastify, 1.5, redis?.vsFastify ?? Number.NaN, ceiling?.vsFastify],
@@ -49,6 +59,21 @@ export function judgeTargets(r: Omit<Results, 'targets'>, wal: boolean | null): 
         ? 'not measured'
         : `${fmtRatio(ratio)} (Tally on Redis; Tally no-op: ${fmtRatio(bound ?? Number.NaN)}${factor === 1.5 && bare?.vsFastify !== undefined ? `; bare Fastify no-op: ${fmtRatio(bare.vsFastify)}` : ''})`,
       met: Number.isNaN(ratio) ? null : ratio >= factor,
+    });
+  }
+  // What TALLY_REDIS_WAIT_REPLICAS=1 costs against 0 on the same replicated Redis (issue 12).
+  const waitCost = (['eventual', 'strong'] as const).map((kind) => {
+    const pick = (n: number) =>
+      rows.find((x) => x.kind === kind && x.id.endsWith(`-wait${n}-${kind}`))?.vsCeiling;
+    const [off, on] = [pick(0), pick(1)];
+    return off && on ? `${kind} ${fmtRatio(on / off)}` : undefined;
+  });
+  if (waitCost.some((c) => c !== undefined)) {
+    out.push({
+      name: 'WAIT for 1 replica vs none (same Redis)',
+      goal: 'measured',
+      measured: waitCost.filter(Boolean).join(', '),
+      met: null,
     });
   }
   const cmds = redis?.commandsPerIncrement;

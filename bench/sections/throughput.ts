@@ -7,7 +7,7 @@ import type { AutocannonRequest } from 'autocannon';
 import { type BenchContext, walEnv, walLabel } from '../lib/context.js';
 import { storedSum } from '../lib/http.js';
 import { compare, type Meter, type Target } from '../lib/load.js';
-import { type Service, startBaseline, startTally } from '../lib/procs.js';
+import { type Service, startBaseline, startRedis, startTally } from '../lib/procs.js';
 import { totals } from '../lib/redis.js';
 import { check, type ThroughputRow } from '../lib/results.js';
 
@@ -20,6 +20,8 @@ interface Variant {
   readonly store: 'sqlite' | 'redis';
   readonly aggregator: 'accumulate' | 'queue';
   readonly wal: boolean | null;
+  /** TALLY_REDIS_WAIT_REPLICAS, on a Redis of its own with one replica (issue 12). */
+  readonly waitReplicas?: 0 | 1;
 }
 
 interface Plan {
@@ -71,18 +73,36 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
     }
   }
 
+  // What waiting for a replica costs: the same configuration twice on a primary with one
+  // replica, once with TALLY_REDIS_WAIT_REPLICAS=1; without it the replica is attached but unused.
+  const replicated: Variant[] = ([0, 1] as const).map((waitReplicas) => ({
+    id: `redis-accumulate${walId(defaultWal)}-wait${waitReplicas}`,
+    store: 'redis',
+    aggregator: 'accumulate',
+    wal: defaultWal,
+    waitReplicas,
+  }));
+
   const services: Service[] = [];
   const servers = new Map<string, Service>();
   try {
-    for (const v of variants) {
+    ctx.log('starting a redis primary with one replica');
+    const primary = await startRedis();
+    services.push(primary);
+    services.push(await startRedis(primary));
+    const redisOf = (v: Variant): Service => (v.waitReplicas === undefined ? ctx.redis : primary);
+    for (const v of [...variants, ...replicated]) {
       ctx.log(`starting tally ${v.id}`);
       const server = await startTally({
         name: v.id,
         env: {
           TALLY_STORE: v.store,
           TALLY_AGGREGATOR: v.aggregator,
-          TALLY_REDIS_URL: ctx.redis.url,
+          TALLY_REDIS_URL: redisOf(v).url,
           TALLY_REDIS_PREFIX: `bench:${v.id}:`,
+          ...(v.waitReplicas === undefined
+            ? {}
+            : { TALLY_REDIS_WAIT_REPLICAS: String(v.waitReplicas) }),
           ...walEnv(ctx, v.wal),
         },
         ...ctx.spawn(v.id),
@@ -123,13 +143,13 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
           connections: settings.connections,
           processes:
             v.store === 'redis'
-              ? { server: server.pid, redis: ctx.redis.pid }
+              ? { server: server.pid, redis: redisOf(v).pid }
               : { server: server.pid },
           requests: incrementRequests(id, n, query),
         },
         row: {
           id,
-          label: `${consistency} · ${v.store} · ${v.aggregator}${walLabel(v.wal)}`,
+          label: `${consistency} · ${v.store} · ${v.aggregator}${walLabel(v.wal)}${v.waitReplicas === undefined ? '' : ` · 1 replica, WAIT ${v.waitReplicas}`}`,
           kind: consistency,
           store: v.store,
           aggregator: v.aggregator,
@@ -139,11 +159,13 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
           ...(await storedSum(server.url, `${id}.`)),
           what: `sum of ${n} counters read back through the API after a strong read`,
         }),
-        redis: v.store === 'redis',
+        // Commands are counted on the bench's shared Redis only.
+        redis: v.store === 'redis' && v.waitReplicas === undefined,
       };
     };
     for (const v of variants) plans.push(tallyPlan(v, 'eventual'));
     for (const v of variants) if (v.wal === defaultWal) plans.push(tallyPlan(v, 'strong'));
+    for (const v of replicated) plans.push(tallyPlan(v, 'eventual'), tallyPlan(v, 'strong'));
     for (const [service, label] of [
       [express, 'baseline: Express 5 + INCRBY per request'],
       [fastify, 'baseline: Fastify 5 + INCRBY per request (auto-pipelined)'],

@@ -17,6 +17,11 @@ export interface IdempotencyOptions {
    * a retry after the lease is processed afresh. @default 60000
    */
   readonly leaseMs?: number;
+  /**
+   * Most live keys in the store; a new key past it is IDEMPOTENCY_KEYS_FULL (records cost store
+   * memory, docs/redis.md). @default 100000
+   */
+  readonly maxKeys?: number;
 }
 
 const KEY_RE = /^[\x20-\x7e]{1,255}$/;
@@ -40,6 +45,7 @@ export function parseIdempotencyKey(header: string | string[] | undefined): stri
 export class IdempotencyKeys {
   private readonly ttlMs: number;
   private readonly leaseMs: number;
+  private readonly maxKeys: number;
 
   constructor(
     private readonly store: Pick<Store, 'claimKey' | 'completeKey' | 'releaseKey'>,
@@ -47,6 +53,7 @@ export class IdempotencyKeys {
   ) {
     this.ttlMs = options.ttlMs ?? 24 * 60 * 60 * 1000;
     this.leaseMs = options.leaseMs ?? 60_000;
+    this.maxKeys = options.maxKeys ?? 100_000;
   }
 
   /**
@@ -62,7 +69,12 @@ export class IdempotencyKeys {
     work: () => Promise<SavedAnswer>,
     accepted: () => SavedAnswer,
   ): Promise<SavedAnswer & { replayed: boolean }> {
-    const claim = await this.call(() => this.store.claimKey(key, fingerprint, this.leaseMs));
+    const claim = await this.call(() =>
+      this.store.claimKey(key, fingerprint, this.leaseMs, this.maxKeys),
+    );
+    if (claim.full) {
+      throw new TallyError('IDEMPOTENCY_KEYS_FULL', undefined, { retryAfterS: 60 });
+    }
     if (!claim.fresh) {
       if (claim.fingerprint !== fingerprint) throw new TallyError('IDEMPOTENCY_KEY_REUSED');
       if (claim.result === null)

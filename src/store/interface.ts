@@ -56,14 +56,17 @@ export interface ListPage {
 
 /** What claiming an idempotency key found. */
 export type KeyClaim =
-  | { readonly fresh: true }
+  | { readonly fresh: true; readonly full?: undefined }
   | {
       readonly fresh: false;
+      readonly full?: undefined;
       /** What the first request with this key was (counter, amount, route). */
       readonly fingerprint: string;
       /** Its saved answer; null while it is still being processed. */
       readonly result: string | null;
-    };
+    }
+  /** A new key, refused: the store already holds `maxKeys` live ones. Nothing was written. */
+  | { readonly fresh: false; readonly full: true };
 
 /** What claiming an instance id found. */
 export type InstanceClaim =
@@ -115,9 +118,10 @@ export interface Store {
   watch?(listener: ChangeListener): () => void;
   /**
    * Claims an idempotency key for `leaseMs` unless a live claim exists (atomic across every
-   * instance sharing the store).
+   * instance sharing the store). A new key is refused (`full`) while `maxKeys` live keys exist
+   * (Redis Cluster: `maxKeys` split evenly over the shards); expired ones never count.
    */
-  claimKey(key: string, fingerprint: string, leaseMs: number): Promise<KeyClaim>;
+  claimKey(key: string, fingerprint: string, leaseMs: number, maxKeys: number): Promise<KeyClaim>;
   /** Saves the answer for a claimed key and keeps it for `ttlMs`. */
   completeKey(key: string, result: string, ttlMs: number): Promise<void>;
   /** Drops a claim whose request failed, so a retry is processed afresh. */

@@ -276,46 +276,94 @@ export function runStoreConformance(label: string, options: ConformanceOptions):
 
       it('claims a key once, then reports the claim and, once saved, the answer', async () => {
         expect(store.claimKey).toBeDefined();
-        expect(await store.claimKey!(keyOf('a'), 'fp-a', 60_000)).toEqual({ fresh: true });
-        expect(await store.claimKey!(keyOf('a'), 'fp-other', 60_000)).toEqual({
+        expect(await store.claimKey(keyOf('a'), 'fp-a', 60_000, 1_000_000)).toEqual({
+          fresh: true,
+        });
+        expect(await store.claimKey(keyOf('a'), 'fp-other', 60_000, 1_000_000)).toEqual({
           fresh: false,
           fingerprint: 'fp-a',
           result: null,
         });
-        await store.completeKey!(keyOf('a'), '{"status":202}', 60_000);
-        expect(await store.claimKey!(keyOf('a'), 'fp-a', 60_000)).toEqual({
+        await store.completeKey(keyOf('a'), '{"status":202}', 60_000);
+        expect(await store.claimKey(keyOf('a'), 'fp-a', 60_000, 1_000_000)).toEqual({
           fresh: false,
           fingerprint: 'fp-a',
           result: '{"status":202}',
         });
         // Other keys are independent.
-        expect(await store.claimKey!(keyOf('b'), 'fp-b', 60_000)).toEqual({ fresh: true });
+        expect(await store.claimKey(keyOf('b'), 'fp-b', 60_000, 1_000_000)).toEqual({
+          fresh: true,
+        });
       });
 
       it('lets a released key be claimed afresh', async () => {
-        await store.claimKey!(keyOf('r'), 'fp-1', 60_000);
-        await store.releaseKey!(keyOf('r'));
-        expect(await store.claimKey!(keyOf('r'), 'fp-2', 60_000)).toEqual({ fresh: true });
-        await store.releaseKey!(keyOf('never-claimed'));
+        await store.claimKey(keyOf('r'), 'fp-1', 60_000, 1_000_000);
+        await store.releaseKey(keyOf('r'));
+        expect(await store.claimKey(keyOf('r'), 'fp-2', 60_000, 1_000_000)).toEqual({
+          fresh: true,
+        });
+        await store.releaseKey(keyOf('never-claimed'));
       });
 
       it('forgets a claim after its lease and an answer after its TTL', async () => {
-        await store.claimKey!(keyOf('lease'), 'fp', 100);
-        await store.claimKey!(keyOf('ttl'), 'fp', 60_000);
-        await store.completeKey!(keyOf('ttl'), 'answer', 150);
-        expect((await store.claimKey!(keyOf('ttl'), 'fp', 60_000)).fresh).toBe(false);
+        await store.claimKey(keyOf('lease'), 'fp', 100, 1_000_000);
+        await store.claimKey(keyOf('ttl'), 'fp', 60_000, 1_000_000);
+        await store.completeKey(keyOf('ttl'), 'answer', 150);
+        expect((await store.claimKey(keyOf('ttl'), 'fp', 60_000, 1_000_000)).fresh).toBe(false);
         await sleep(400);
-        expect(await store.claimKey!(keyOf('lease'), 'fp', 60_000)).toEqual({ fresh: true });
-        expect(await store.claimKey!(keyOf('ttl'), 'fp', 60_000)).toEqual({ fresh: true });
+        expect(await store.claimKey(keyOf('lease'), 'fp', 60_000, 1_000_000)).toEqual({
+          fresh: true,
+        });
+        expect(await store.claimKey(keyOf('ttl'), 'fp', 60_000, 1_000_000)).toEqual({
+          fresh: true,
+        });
       });
 
       it('gives a key to exactly one of many concurrent claims', async () => {
         const claims = await Promise.all(
-          Array.from({ length: 20 }, (_, i) => store.claimKey!(keyOf('race'), `fp-${i}`, 60_000)),
+          Array.from({ length: 20 }, (_, i) =>
+            store.claimKey(keyOf('race'), `fp-${i}`, 60_000, 1_000_000),
+          ),
         );
         expect(claims.filter((c) => c.fresh)).toHaveLength(1);
         const winner = claims.findIndex((c) => c.fresh);
-        for (const c of claims) if (!c.fresh) expect(c.fingerprint).toBe(`fp-${winner}`);
+        for (const c of claims) if (!c.fresh && !c.full) expect(c.fingerprint).toBe(`fp-${winner}`);
+      });
+
+      it('refuses new keys past maxKeys, never known ones, and frees room as keys expire', async () => {
+        // Its own cap, well under what other tests hold: on Redis Cluster each shard holds
+        // ceil(max / shards), so fill until the first refusal instead of assuming where it is.
+        const max = 6;
+        const taken: string[] = [];
+        let refusedAt = -1;
+        for (let i = 0; i < 200 && refusedAt < 0; i++) {
+          const claim = await store.claimKey(keyOf(`cap-${i}`), 'fp', 300, max);
+          if (claim.full) refusedAt = i;
+          else {
+            expect(claim).toEqual({ fresh: true });
+            taken.push(keyOf(`cap-${i}`));
+          }
+        }
+        expect(refusedAt).toBeGreaterThan(0);
+        const refused = keyOf(`cap-${refusedAt}`);
+        // Nothing was written for the refused key: it is still refused, not "in progress".
+        expect(await store.claimKey(refused, 'fp', 300, max)).toEqual({ fresh: false, full: true });
+        // A key already held is answered as before, even with the store full.
+        const first = taken[0] as string;
+        await store.completeKey(first, '{"status":202}', 300);
+        expect(await store.claimKey(first, 'fp', 300, max)).toEqual({
+          fresh: false,
+          fingerprint: 'fp',
+          result: '{"status":202}',
+        });
+        // Released keys free their room (all of them: which shard holds which is not known here).
+        for (const key of taken) await store.releaseKey(key);
+        expect(await store.claimKey(refused, 'fp', 300, max)).toEqual({ fresh: true });
+        // Expired keys never count.
+        await sleep(400);
+        expect(await store.claimKey(keyOf('cap-after'), 'fp', 60_000, max)).toEqual({
+          fresh: true,
+        });
       });
     });
   });

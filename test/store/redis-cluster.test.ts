@@ -83,9 +83,9 @@ describe('redis-cluster specifics', () => {
     const a = await open(p);
     const b = await open(p);
     for (const key of ['plain', 'with {braces}', 'k-{x}-2']) {
-      expect(await a.claimKey(key, 'fp', 5000)).toEqual({ fresh: true });
+      expect(await a.claimKey(key, 'fp', 5000, 1_000_000)).toEqual({ fresh: true });
       await a.completeKey(key, 'answer', 60_000);
-      expect(await b.claimKey(key, 'fp', 5000)).toEqual({
+      expect(await b.claimKey(key, 'fp', 5000, 1_000_000)).toEqual({
         fresh: false,
         fingerprint: 'fp',
         result: 'answer',

@@ -197,7 +197,7 @@ describe('RedisStore against a real redis-server', () => {
     await store.applyBatch(batch('i1', 1, { a: 1, b: 2 }));
     await store.set('c', 5);
     await store.delete('b');
-    await store.claimKey?.('k1', 'f', 60_000);
+    await store.claimKey('k1', 'f', 60_000, 1_000_000);
     await store.claimInstance('web-1', 'host pid 1', 60_000);
     const keys: string[] = [];
     let cursor = '0';
@@ -213,6 +213,7 @@ describe('RedisStore against a real redis-server', () => {
       'c:a': 'string',
       'c:c': 'string',
       'idem:k1': 'hash',
+      'idem-live': 'zset',
       '{i:web-1}:claim': 'hash',
       names: 'zset',
       seq: 'hash',
@@ -250,15 +251,15 @@ describe('RedisStore against a real redis-server', () => {
     const a = await openStore(p);
     const b = await openStore(p);
     const key = 'client {7} retry #1';
-    expect(await a.claimKey?.(key, 'inc x 1', 5000)).toEqual({ fresh: true });
+    expect(await a.claimKey(key, 'inc x 1', 5000, 1_000_000)).toEqual({ fresh: true });
     // The same key on the other instance: the first request is still running.
-    expect(await b.claimKey?.(key, 'inc x 1', 5000)).toEqual({
+    expect(await b.claimKey(key, 'inc x 1', 5000, 1_000_000)).toEqual({
       fresh: false,
       fingerprint: 'inc x 1',
       result: null,
     });
-    await a.completeKey?.(key, '{"status":202}', 60_000);
-    expect(await b.claimKey?.(key, 'other', 5000)).toEqual({
+    await a.completeKey(key, '{"status":202}', 60_000);
+    expect(await b.claimKey(key, 'other', 5000, 1_000_000)).toEqual({
       fresh: false,
       fingerprint: 'inc x 1',
       result: '{"status":202}',
@@ -267,15 +268,15 @@ describe('RedisStore against a real redis-server', () => {
     expect(ttl).toBeGreaterThan(50_000);
     expect(ttl).toBeLessThanOrEqual(60_000);
     // A failed request releases its claim: the retry is processed afresh.
-    await b.releaseKey?.(key);
-    expect(await a.claimKey?.(key, 'inc x 1', 100)).toEqual({ fresh: true });
+    await b.releaseKey(key);
+    expect(await a.claimKey(key, 'inc x 1', 100, 1_000_000)).toEqual({ fresh: true });
     // A lease that runs out (the claiming process died) frees the key too.
     await new Promise((r) => setTimeout(r, 150));
-    expect(await b.claimKey?.(key, 'inc x 1', 5000)).toEqual({ fresh: true });
+    expect(await b.claimKey(key, 'inc x 1', 5000, 1_000_000)).toEqual({ fresh: true });
     // Completing a claim that already expired saves nothing.
-    await a.claimKey?.('gone', 'f', 50);
+    await a.claimKey('gone', 'f', 50, 1_000_000);
     await new Promise((r) => setTimeout(r, 100));
-    await a.completeKey?.('gone', 'late', 60_000);
+    await a.completeKey('gone', 'late', 60_000);
     expect(await admin.exists(`${p}idem:gone`)).toBe(0);
   });
 
@@ -673,9 +674,9 @@ describe('RedisStore authentication and TLS', () => {
         return n0 === 1 && n3 === 1;
       });
       await db3.applyBatch(batch('i', 1, { n: 9 }));
-      expect(await db3.claimKey?.('k', 'f', 1000)).toEqual({ fresh: true });
-      await db3.completeKey?.('k', 'r', 1000);
-      await db3.releaseKey?.('k');
+      expect(await db3.claimKey('k', 'f', 1000, 1_000_000)).toEqual({ fresh: true });
+      await db3.completeKey('k', 'r', 1000);
+      await db3.releaseKey('k');
       await eventually(() => atDb3.length === 1);
       expect(atDb3).toEqual([{ n: 9 }]);
       expect(atDb0).toEqual([]);

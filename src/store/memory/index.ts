@@ -90,12 +90,21 @@ export class MemoryStore implements Store {
     };
   }
 
-  async claimKey(key: string, fingerprint: string, leaseMs: number): Promise<KeyClaim> {
+  async claimKey(
+    key: string,
+    fingerprint: string,
+    leaseMs: number,
+    maxKeys: number,
+  ): Promise<KeyClaim> {
     this.assertOpen();
     const now = Date.now();
     const found = this.keys.get(key);
     if (found !== undefined && found.expiresAt > now) {
       return { fresh: false, fingerprint: found.fingerprint, result: found.result };
+    }
+    if (found === undefined && this.keys.size >= maxKeys) {
+      this.sweepKeys(now);
+      if (this.keys.size >= maxKeys) return { fresh: false, full: true };
     }
     this.keys.set(key, { fingerprint, result: null, expiresAt: now + leaseMs });
     if (this.keys.size % 1024 === 0) this.sweepKeys(now);

@@ -69,11 +69,13 @@ export class KeyLayout {
   }
 
   /**
-   * HASH of one Idempotency-Key (`fp`, `result`), expiring by itself. Each is used alone, so its
-   * slot does not matter and it carries no shard tag.
+   * The keys of one Idempotency-Key: its `record` (HASH `fp`, `result`, expiring by itself) and
+   * the `live` ZSET of its shard, which counts the shard's live records for the cap. A key's shard
+   * is picked as a counter's is (so `<prefix>idem:<key>` with one shard).
    */
-  idempotencyKey(key: string): string {
-    return `${this.prefix}idem:${key}`;
+  idempotencyKeys(key: string): { readonly record: string; readonly live: string } {
+    const { base } = this.shardOf(key);
+    return { record: `${base}idem:${key}`, live: `${base}idem-live` };
   }
 
   /**

@@ -17,10 +17,11 @@ import { ChangeFeed, type VersionedValue } from './feed.js';
 import { KeyLayout, type ShardKeys } from './keys.js';
 import { APPLY_BATCH_LUA } from './lua/apply-batch-3.js';
 import { CLAIM_INSTANCE_LUA } from './lua/claim-instance-1.js';
-import { CLAIM_KEY_LUA } from './lua/claim-key-1.js';
-import { COMPLETE_KEY_LUA } from './lua/complete-key-1.js';
+import { CLAIM_KEY_LUA } from './lua/claim-key-2.js';
+import { COMPLETE_KEY_LUA } from './lua/complete-key-2.js';
 import { DELETE_COUNTER_LUA } from './lua/delete-counter-3.js';
 import { RELEASE_INSTANCE_LUA } from './lua/release-instance-1.js';
+import { RELEASE_KEY_LUA } from './lua/release-key-2.js';
 import { RENEW_INSTANCE_LUA } from './lua/renew-instance-1.js';
 import { SET_COUNTER_LUA } from './lua/set-counter-3.js';
 
@@ -34,6 +35,7 @@ interface ScriptCommands {
   tallyDeleteCounter(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
   tallyClaimKey(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
   tallyCompleteKey(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
+  tallyReleaseKey(numKeys: number, keys: string[]): Promise<unknown>;
   tallyClaimInstance(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
   tallyRenewInstance(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
   tallyReleaseInstance(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
@@ -120,6 +122,7 @@ export class RedisStore implements Store {
     client.defineCommand('tallyDeleteCounter', { lua: DELETE_COUNTER_LUA });
     client.defineCommand('tallyClaimKey', { lua: CLAIM_KEY_LUA });
     client.defineCommand('tallyCompleteKey', { lua: COMPLETE_KEY_LUA });
+    client.defineCommand('tallyReleaseKey', { lua: RELEASE_KEY_LUA });
     client.defineCommand('tallyClaimInstance', { lua: CLAIM_INSTANCE_LUA });
     client.defineCommand('tallyRenewInstance', { lua: RENEW_INSTANCE_LUA });
     client.defineCommand('tallyReleaseInstance', { lua: RELEASE_INSTANCE_LUA });
@@ -335,19 +338,28 @@ export class RedisStore implements Store {
     await this.timed(client.ping(), 'ping');
   }
 
-  async claimKey(key: string, fingerprint: string, leaseMs: number): Promise<KeyClaim> {
+  async claimKey(
+    key: string,
+    fingerprint: string,
+    leaseMs: number,
+    maxKeys: number,
+  ): Promise<KeyClaim> {
     this.assertUsable();
+    const { record, live } = this.layout.idempotencyKeys(key);
+    // Each shard holds its share of the cap: one shard's count is all a script can see.
+    const perShard = Math.ceil(maxKeys / this.layout.shards.length);
     const reply = await this.timed(
       this.client.tallyClaimKey(
-        1,
-        [this.layout.idempotencyKey(key)],
-        [fingerprint, String(leaseMs)],
+        2,
+        [record, live],
+        [fingerprint, String(leaseMs), String(perShard)],
       ),
       'claimKey',
     );
-    if (!Array.isArray(reply) || (reply[0] !== 1 && reply[0] !== 0))
+    if (!Array.isArray(reply) || ![0, 1, 2].includes(reply[0] as number))
       throw badReply('claimKey', reply);
     if (reply[0] === 1) return { fresh: true };
+    if (reply[0] === 2) return { fresh: false, full: true };
     return {
       fresh: false,
       fingerprint: String(reply[1]),
@@ -358,14 +370,18 @@ export class RedisStore implements Store {
   async completeKey(key: string, result: string, ttlMs: number): Promise<void> {
     this.assertUsable();
     await this.timed(
-      this.client.tallyCompleteKey(1, [this.layout.idempotencyKey(key)], [result, String(ttlMs)]),
+      this.client.tallyCompleteKey(2, Object.values(this.layout.idempotencyKeys(key)), [
+        result,
+        String(ttlMs),
+      ]),
       'completeKey',
     );
   }
 
   async releaseKey(key: string): Promise<void> {
     this.assertUsable();
-    await this.timed(this.client.del(this.layout.idempotencyKey(key)), 'releaseKey');
+    const { record, live } = this.layout.idempotencyKeys(key);
+    await this.timed(this.client.tallyReleaseKey(2, [record, live]), 'releaseKey');
   }
 
   async claimInstance(

@@ -63,6 +63,7 @@ export class SqliteStore implements Store {
     putKey: Database.Statement<[string, string, number]>;
     completeKey: Database.Statement<[string, number, string]>;
     deleteKey: Database.Statement<[string]>;
+    countKeys: Database.Statement<[]>;
     sweepKeys: Database.Statement<[number]>;
     getInstance: Database.Statement<
       [string],
@@ -71,7 +72,12 @@ export class SqliteStore implements Store {
     putInstance: Database.Statement<[string, number, string, number]>;
     renewInstance: Database.Statement<[number, string, number]>;
   };
-  private readonly claimTx: (key: string, fingerprint: string, leaseMs: number) => KeyClaim;
+  private readonly claimTx: (
+    key: string,
+    fingerprint: string,
+    leaseMs: number,
+    maxKeys: number,
+  ) => KeyClaim;
   private readonly claimInstanceTx: (
     instanceId: string,
     holder: string,
@@ -113,6 +119,16 @@ export class SqliteStore implements Store {
         expires_at  INTEGER NOT NULL
       ) WITHOUT ROWID;
       CREATE INDEX IF NOT EXISTS idempotency_keys_expiry ON idempotency_keys (expires_at);
+      -- Rows in idempotency_keys, kept by triggers so the cap needs no count(*) per claim.
+      CREATE TABLE IF NOT EXISTS idempotency_count (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        n  INTEGER NOT NULL
+      );
+      INSERT OR IGNORE INTO idempotency_count (id, n) SELECT 1, count(*) FROM idempotency_keys;
+      CREATE TRIGGER IF NOT EXISTS idempotency_key_added AFTER INSERT ON idempotency_keys
+        BEGIN UPDATE idempotency_count SET n = n + 1 WHERE id = 1; END;
+      CREATE TRIGGER IF NOT EXISTS idempotency_key_removed AFTER DELETE ON idempotency_keys
+        BEGIN UPDATE idempotency_count SET n = n - 1 WHERE id = 1; END;
       CREATE TABLE IF NOT EXISTS instances (
         instance_id TEXT PRIMARY KEY,
         epoch       INTEGER NOT NULL,
@@ -154,6 +170,7 @@ export class SqliteStore implements Store {
         'UPDATE idempotency_keys SET result = ?, expires_at = ? WHERE key = ?',
       ),
       deleteKey: this.db.prepare('DELETE FROM idempotency_keys WHERE key = ?'),
+      countKeys: this.db.prepare('SELECT n FROM idempotency_count WHERE id = 1'),
       sweepKeys: this.db.prepare(
         'DELETE FROM idempotency_keys WHERE key IN ' +
           '(SELECT key FROM idempotency_keys WHERE expires_at <= ? LIMIT 1000)',
@@ -172,17 +189,25 @@ export class SqliteStore implements Store {
       ),
     };
     this.applyTx = this.db.transaction((batch: Batch) => this.applyInTx(batch)).immediate;
-    this.claimTx = this.db.transaction((key: string, fingerprint: string, leaseMs: number) => {
-      const now = Date.now();
-      // Expired keys are swept a little at a time, so no request pays for a large purge.
-      if (++this.claims % 1000 === 0) this.stmt.sweepKeys.run(now);
-      const found = this.stmt.getKey.get(key);
-      if (found !== undefined && found.expires_at > now) {
-        return { fresh: false, fingerprint: found.fingerprint, result: found.result } as const;
-      }
-      this.stmt.putKey.run(key, fingerprint, now + leaseMs);
-      return { fresh: true } as const;
-    }).immediate;
+    this.claimTx = this.db.transaction(
+      (key: string, fingerprint: string, leaseMs: number, maxKeys: number): KeyClaim => {
+        const now = Date.now();
+        // Expired keys are swept a little at a time, so no request pays for a large purge.
+        if (++this.claims % 1000 === 0) this.stmt.sweepKeys.run(now);
+        const found = this.stmt.getKey.get(key);
+        if (found !== undefined && found.expires_at > now) {
+          return { fresh: false, fingerprint: found.fingerprint, result: found.result };
+        }
+        // Reusing an expired row adds none; a new row must fit, counting expired rows only
+        // until a sweep removes them.
+        if (found === undefined && this.keyRows() >= maxKeys) {
+          this.stmt.sweepKeys.run(now);
+          if (this.keyRows() >= maxKeys) return { fresh: false, full: true };
+        }
+        this.stmt.putKey.run(key, fingerprint, now + leaseMs);
+        return { fresh: true };
+      },
+    ).immediate;
     // Leases use this machine's clock: every process sharing the file runs on it.
     this.claimInstanceTx = this.db.transaction(
       (instanceId: string, holder: string, leaseMs: number, takeoverEpoch: number | undefined) => {
@@ -251,8 +276,17 @@ export class SqliteStore implements Store {
     return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.name) : null };
   }
 
-  async claimKey(key: string, fingerprint: string, leaseMs: number): Promise<KeyClaim> {
-    return this.unlocked('claimKey', () => this.claimTx(key, fingerprint, leaseMs));
+  async claimKey(
+    key: string,
+    fingerprint: string,
+    leaseMs: number,
+    maxKeys: number,
+  ): Promise<KeyClaim> {
+    return this.unlocked('claimKey', () => this.claimTx(key, fingerprint, leaseMs, maxKeys));
+  }
+
+  private keyRows(): number {
+    return (this.stmt.countKeys.get() as { n: number }).n;
   }
 
   async completeKey(key: string, result: string, ttlMs: number): Promise<void> {
