@@ -8,7 +8,7 @@
 #
 # Settings come from /etc/tally/bootstrap.env, written by the user data from stack outputs:
 #   TALLY_AWS_REGION, TALLY_REDIS_HOST, TALLY_REDIS_PORT, TALLY_REDIS_SECRET_ARN,
-#   TALLY_ADMIN_SECRET_ARN, TALLY_CW_AGENT_PARAM, TALLY_PORT
+#   TALLY_ADMIN_SECRET_ARN, TALLY_CW_AGENT_PARAM, TALLY_PORT, TALLY_REDIS_WAIT_REPLICAS
 # All paths sit under TALLY_DEPLOY_ROOT (empty on a real host) so the tests can run `env`.
 set -euo pipefail
 
@@ -107,6 +107,8 @@ step_env() {
     echo "TALLY_LOG_DIR=/var/log/tally"
     echo "TALLY_LOG_LEVEL=info"
     echo "TALLY_DRAIN_TIMEOUT_MS=10000"
+    # Batches leave the log only once this many replicas hold them (failover-safe; docs/redis.md).
+    echo "TALLY_REDIS_WAIT_REPLICAS=${TALLY_REDIS_WAIT_REPLICAS:-0}"
   } >"$tmp"
   chmod 0640 "$tmp"
   chgrp "$tally_group" "$tmp"

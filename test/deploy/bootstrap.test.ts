@@ -49,6 +49,7 @@ function host(secrets: Record<string, string>, settings = true) {
         `TALLY_ADMIN_SECRET_ARN=${ADMIN_ARN}`,
         'TALLY_CW_AGENT_PARAM=/tally/Tally/cloudwatch-agent',
         'TALLY_PORT=8080',
+        'TALLY_REDIS_WAIT_REPLICAS=1',
         '',
       ].join('\n'),
     );
@@ -80,6 +81,8 @@ describe('tally-bootstrap env', () => {
     expect(text).toContain('TALLY_PORT=8080\n');
     expect(text).toContain('TALLY_ADMIN_TOKEN=AdminSecret1\n');
     expect(text).toContain('TALLY_LOG_DIR=/var/log/tally\n');
+    // From the stack (deploy/aws/lib/fleet.ts): batches wait for a replica.
+    expect(text).toContain('TALLY_REDIS_WAIT_REPLICAS=1\n');
     expect(statSync(h.envFile).mode & 0o777).toBe(0o640);
     // No temp file left beside it, and the token never reaches the output.
     expect(readdirSync(join(h.root, 'etc/tally')).sort()).toEqual(['bootstrap.env', 'tally.env']);

@@ -87,6 +87,7 @@ describe('network', () => {
       '.secretsmanager',
       '.codedeploy"',
       '.codedeploy-commands-secure',
+      '.autoscaling"',
     ]) {
       expect(
         names.some((n) => n.includes(service)),
@@ -211,10 +212,57 @@ describe('load balancer and fleet', () => {
     });
   });
 
-  it('runs at least two instances, replaced when /readyz fails', () => {
+  it('runs at least two instances, never replaced for a store outage (EC2 health only)', () => {
     const asg = only('AWS::AutoScaling::AutoScalingGroup').Properties;
-    expect(asg).toMatchObject({ MinSize: '2', MaxSize: '6', HealthCheckType: 'ELB' });
+    // ELB health would follow /readyz, which answers 503 on every instance while Redis is down.
+    expect(asg).toMatchObject({ MinSize: '2', MaxSize: '6', HealthCheckType: 'EC2' });
     expect(asg.HealthCheckGracePeriod).toBe(900);
+  });
+
+  it('holds terminating instances until the guard on them completes the drain hook', () => {
+    const asg = ofType('AWS::AutoScaling::AutoScalingGroup')[0]![0];
+    const hook = only('AWS::AutoScaling::LifecycleHook').Properties;
+    expect(hook).toMatchObject({
+      LifecycleHookName: 'tally-drain',
+      LifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING',
+      // 100 heartbeat timeouts ≥ 48 h, the most a hook can wait.
+      HeartbeatTimeout: 1800,
+      DefaultResult: 'CONTINUE',
+    });
+    expect(logicalId(hook.AutoScalingGroupName)).toBe(asg);
+    // The guard (deploy/ec2/tally-lifecycle.sh) may heartbeat and complete on this group only.
+    const role = idOf(stack.fleet.role.roleName);
+    const drain = ofType('AWS::IAM::Policy').find(([, p]) =>
+      JSON.stringify(p.Properties.PolicyDocument).includes('CompleteLifecycleAction'),
+    );
+    expect(drain).toBeDefined();
+    const doc = drain![1].Properties as {
+      Roles: unknown[];
+      PolicyDocument: { Statement: Array<{ Action: string[]; Resource: unknown }> };
+    };
+    expect(doc.Roles.map(logicalId)).toEqual([role]);
+    expect(doc.PolicyDocument.Statement).toHaveLength(1);
+    const statement = doc.PolicyDocument.Statement[0]!;
+    expect(statement.Action).toEqual([
+      'autoscaling:CompleteLifecycleAction',
+      'autoscaling:RecordLifecycleActionHeartbeat',
+    ]);
+    expect(JSON.stringify(statement.Resource)).toContain(asg);
+    // It finds its group's name in the instance metadata tags.
+    const data = only('AWS::EC2::LaunchTemplate').Properties.LaunchTemplateData as Record<
+      string,
+      unknown
+    >;
+    expect(data.MetadataOptions).toMatchObject({ InstanceMetadataTags: 'enabled' });
+  });
+
+  it('waits for a replica before a batch leaves an instance log (TALLY_REDIS_WAIT_REPLICAS=1)', () => {
+    const data = only('AWS::EC2::LaunchTemplate').Properties.LaunchTemplateData as Record<
+      string,
+      unknown
+    >;
+    // In bootstrap.env; tally-bootstrap copies it into tally.env (test/deploy/bootstrap.test.ts).
+    expect(JSON.stringify(data.UserData)).toContain('TALLY_REDIS_WAIT_REPLICAS=1\\n');
   });
 
   it('launches encrypted, IMDSv2-only instances that bootstrap Tally', () => {
@@ -424,9 +472,8 @@ describe('pipeline', () => {
     });
     const spec = (project.Source as { BuildSpec: string }).BuildSpec;
     expect(spec).toContain('npm run -s build');
-    expect(spec).toContain('cp deploy/codedeploy/appspec.yml bundle/appspec.yml');
-    expect(spec).toContain('npm ci --omit=dev');
-    expect(spec).toContain('chmod 0755 bundle/deploy/codedeploy/scripts/*.sh');
+    // The revision is the npm package, assembled by the script test/deploy/artifact.test.ts runs.
+    expect(spec).toContain('bash deploy/aws/assemble-revision.sh bundle');
   });
 
   it('deploys one instance at a time behind the target group and rolls back on alarms', () => {

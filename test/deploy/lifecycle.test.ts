@@ -231,7 +231,8 @@ describe('a full deployment with a real Tally', () => {
 
     const calls = host.calls();
     expect(calls).toContain('daemon-reload');
-    expect(calls).toContain('enable tally.service');
+    expect(calls).toContain('enable tally.service tally-lifecycle.service');
+    expect(calls).toContain('restart tally-lifecycle.service');
     expect(calls.filter((c) => c === 'restart tally.service')).toHaveLength(4);
     expect(calls.filter((c) => c === 'stop tally.service')).toHaveLength(2);
 

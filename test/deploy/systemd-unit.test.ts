@@ -93,3 +93,20 @@ describe('tally.service', () => {
     expect(service.MemoryDenyWriteExecute).toBeUndefined();
   });
 });
+
+describe('tally-lifecycle.service', () => {
+  it('passes systemd-analyze verify and runs the guard from the live release, always restarted', async () => {
+    const tool = requireTool('systemd-analyze', 'systemd');
+    const unit = join(REPO, 'deploy/systemd/tally-lifecycle.service');
+    const result = await runScript(tool, ['verify', '--man=no', unit], {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+    });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const text = readFileSync(unit, 'utf8');
+    expect(text).toContain(
+      'ExecStart=/usr/bin/bash /opt/tally/current/deploy/ec2/tally-lifecycle.sh watch\n',
+    );
+    expect(text).toContain('Restart=always\n');
+  });
+});

@@ -4,13 +4,11 @@
 export const BUNDLE_DIR = 'bundle';
 
 /**
- * Checks and builds Tally, then assembles the revision CodeDeploy copies to /opt/tally/staging:
- *
- * ```
- * appspec.yml                        (from deploy/codedeploy/)
- * dist/  node_modules/ (production)  package.json  package-lock.json
- * deploy/codedeploy/scripts/  deploy/systemd/tally.service  docs/deploying.md
- * ```
+ * Checks and builds Tally, then assembles the revision CodeDeploy copies to /opt/tally/staging
+ * with deploy/aws/assemble-revision.sh: the files of the package `npm pack` makes (dist/ with the
+ * web pages, deploy/codedeploy/, deploy/systemd/, deploy/ec2/tally-lifecycle.sh, docs/,
+ * package.json), appspec.yml at the root, and production node_modules. The same script builds
+ * the revision test/deploy/artifact.test.ts starts.
  *
  * node_modules is installed here, on an Amazon Linux 2023 x86_64 image, so the native SQLite
  * module matches the instances and they never need npm or the internet.
@@ -32,15 +30,8 @@ export function tallyBuildSpec(): Record<string, unknown> {
       },
       post_build: {
         commands: [
-          `rm -rf ${BUNDLE_DIR} && mkdir -p ${BUNDLE_DIR}/deploy ${BUNDLE_DIR}/docs`,
-          `cp -a dist package.json package-lock.json ${BUNDLE_DIR}/`,
-          `cp deploy/codedeploy/appspec.yml ${BUNDLE_DIR}/appspec.yml`,
-          `cp -a deploy/codedeploy deploy/systemd ${BUNDLE_DIR}/deploy/`,
-          // CodeDeploy executes the hooks directly; never trust the archive to keep the x bit.
-          `chmod 0755 ${BUNDLE_DIR}/deploy/codedeploy/scripts/*.sh`,
-          `cp docs/deploying.md ${BUNDLE_DIR}/docs/`,
-          `cd ${BUNDLE_DIR} && npm ci --omit=dev --no-audit --no-fund && cd ..`,
-          `test -f ${BUNDLE_DIR}/dist/main.js`,
+          `bash deploy/aws/assemble-revision.sh ${BUNDLE_DIR}`,
+          `test -f ${BUNDLE_DIR}/appspec.yml -a -f ${BUNDLE_DIR}/dist/web/counter.html`,
         ],
       },
     },

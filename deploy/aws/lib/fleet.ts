@@ -66,7 +66,16 @@ export interface TallyFleetProps {
    * @default 20
    */
   readonly rootVolumeGiB?: number;
+  /**
+   * TALLY_REDIS_WAIT_REPLICAS: a batch leaves an instance's log only once this many replicas
+   * hold it, so a failover never loses acknowledged increments (docs/redis.md).
+   * @default 1
+   */
+  readonly waitReplicas?: number;
 }
+
+/** Name of the termination lifecycle hook deploy/ec2/tally-lifecycle.sh completes. */
+export const DRAIN_HOOK_NAME = 'tally-drain';
 
 /**
  * An internet-facing ALB forwarding to an Auto Scaling group of Amazon Linux 2023 instances in
@@ -165,6 +174,7 @@ export class TallyFleet extends Construct {
         `TALLY_ADMIN_SECRET_ARN=${props.adminToken.secretArn}`,
         `TALLY_CW_AGENT_PARAM=${props.agentConfig.parameterName}`,
         `TALLY_PORT=${APP_PORT}`,
+        `TALLY_REDIS_WAIT_REPLICAS=${props.waitReplicas ?? 1}`,
       ]),
       heredoc('/usr/local/sbin/tally-bootstrap', [BOOTSTRAP_SCRIPT.trimEnd()]),
       'chmod 0750 /usr/local/sbin/tally-bootstrap',
@@ -180,6 +190,8 @@ export class TallyFleet extends Construct {
       role: this.role,
       userData,
       requireImdsv2: true,
+      // The termination guard reads its Auto Scaling group's name from the instance tags.
+      instanceMetadataTags: true,
       blockDevices: [
         {
           deviceName: '/dev/xvda',
@@ -198,13 +210,38 @@ export class TallyFleet extends Construct {
       launchTemplate,
       minCapacity: props.minCapacity ?? 2,
       maxCapacity: props.maxCapacity ?? 6,
-      // ELB health checks replace an instance whose /readyz keeps failing. The grace period
-      // covers the boot: packages, agents, then CodeDeploy installing the current revision.
-      healthChecks: autoscaling.HealthChecks.withAdditionalChecks({
-        additionalTypes: [autoscaling.AdditionalHealthCheckType.ELB],
-        gracePeriod: Duration.minutes(15),
-      }),
+      // EC2 status checks only. /readyz answers 503 while Redis is down, on every instance at
+      // once; with ELB health the group would replace them all, and each replacement would
+      // terminate an instance whose log holds acknowledged increments it cannot flush. The
+      // target group still routes around an unready instance; a new instance that never becomes
+      // ready fails its deployment (ValidateService) instead. The grace period covers the boot.
+      healthChecks: autoscaling.HealthChecks.ec2({ gracePeriod: Duration.minutes(15) }),
       defaultInstanceWarmup: Duration.minutes(5),
+    });
+    // Scale-in and replacement wait in Terminating:Wait until tally-lifecycle.sh on the instance
+    // has emptied the log into Redis (heartbeats while Redis is down) and completes this hook.
+    // A hook waits at most 100 heartbeat timeouts and 48 h: 30 minutes makes that 48 h of
+    // Redis outage an instance can wait out; the guard sends a heartbeat every minute.
+    this.autoScalingGroup.addLifecycleHook('Drain', {
+      lifecycleHookName: DRAIN_HOOK_NAME,
+      lifecycleTransition: autoscaling.LifecycleTransition.INSTANCE_TERMINATING,
+      heartbeatTimeout: Duration.minutes(30),
+      // Reached only when the guard is gone (the instance hung) for a whole heartbeat timeout.
+      defaultResult: autoscaling.DefaultResult.CONTINUE,
+    });
+    // A policy of its own: in the role's default policy the group's ARN would make the launch
+    // template (which waits for that policy) depend on the group it belongs to.
+    new iam.Policy(this, 'DrainPolicy', {
+      roles: [this.role],
+      statements: [
+        new iam.PolicyStatement({
+          actions: [
+            'autoscaling:CompleteLifecycleAction',
+            'autoscaling:RecordLifecycleActionHeartbeat',
+          ],
+          resources: [this.autoScalingGroup.autoScalingGroupArn],
+        }),
+      ],
     });
     this.autoScalingGroup.scaleOnCpuUtilization('Cpu', {
       targetUtilizationPercent: props.targetCpuPercent ?? 60,

@@ -68,6 +68,8 @@ export class TallyNetwork extends Construct {
       // The CloudWatch agent calls ec2:DescribeTags to learn its Auto Scaling group name.
       ['Ec2', ec2.InterfaceVpcEndpointAwsService.EC2],
       ['Logs', ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS],
+      // The termination guard's heartbeats and CompleteLifecycleAction.
+      ['AutoScaling', ec2.InterfaceVpcEndpointAwsService.AUTOSCALING],
       ['Monitoring', ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING],
       ['SecretsManager', ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER],
       ['CodeDeploy', ec2.InterfaceVpcEndpointAwsService.CODEDEPLOY],

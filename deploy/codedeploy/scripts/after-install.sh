@@ -35,9 +35,13 @@ mv -Tf "$app_dir/.current.new" "$current_link"
 log "current -> releases/$release_id"
 
 install -m 0644 "$release_dir/deploy/systemd/tally.service" "$unit_file"
+# The termination guard (deploy/ec2/tally-lifecycle.sh) runs from the live release; restarted
+# so it runs this release's script.
+install -m 0644 "$release_dir/deploy/systemd/$guard_service" "$guard_unit_file"
 systemctl daemon-reload
-systemctl enable "$service"
-log "$service installed and enabled"
+systemctl enable "$service" "$guard_service"
+systemctl restart "$guard_service"
+log "$service and $guard_service installed and enabled"
 
 # Keep the newest $keep releases (the live one always among them) for manual rollback.
 live="$(basename "$(readlink "$current_link")")"

@@ -19,6 +19,8 @@ env_file="$etc_dir/tally.env"
 data_dir="$deploy_root/var/lib/tally"
 log_dir="$deploy_root/var/log/tally"
 unit_file="$deploy_root/etc/systemd/system/$service"
+guard_service="tally-lifecycle.service"
+guard_unit_file="$deploy_root/etc/systemd/system/$guard_service"
 
 hook_name="${LIFECYCLE_EVENT:-$(basename "$0" .sh)}"
 

@@ -15,7 +15,8 @@ export interface WebRoutesOptions {
   readonly defaultCounter?: string;
   /**
    * Folder holding the page templates and assets; read once, when the routes are registered.
-   * @default src/web/ beside dist/ (resolved from this module's URL)
+   * @default `web/` two levels up from this module: dist/web/ (`npm run build` copies src/web/
+   * there, so the package carries its pages) or src/web/ when run from source
    */
   readonly assetsDir?: URL;
 }
@@ -58,7 +59,7 @@ const PAGE_HEADERS = {
 };
 
 export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): Promise<void> {
-  const dir = opts.assetsDir ?? new URL('../../../src/web/', import.meta.url);
+  const dir = opts.assetsDir ?? new URL('../../web/', import.meta.url);
   const defaultCounter = opts.defaultCounter ?? 'clicks';
   if (!isValidName(defaultCounter)) throw new Error(`invalid default counter "${defaultCounter}"`);
   const { assets, templates } = await loadFolder(dir);
