@@ -21,6 +21,8 @@ beforeAll(async () => {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOME: process.env.HOME ?? dir.path,
     },
+    // npm ci builds better-sqlite3 from source: about a minute, more on a busy machine.
+    280_000,
   );
   if (result.code !== 0)
     throw new Error(`assemble-revision failed\n${result.stdout}\n${result.stderr}`);
