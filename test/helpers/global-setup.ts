@@ -1,11 +1,9 @@
-// Builds dist/ once so tests that spawn real server processes run what users run.
+// Builds dist/ once, with `npm run build` itself (TypeScript, then the web pages into dist/web),
+// so tests that spawn real server processes run what users and the package run.
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export default function setup(): void {
   const root = fileURLToPath(new URL('../..', import.meta.url));
-  execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], {
-    cwd: root,
-    stdio: 'inherit',
-  });
+  execFileSync('npm', ['run', '-s', 'build'], { cwd: root, stdio: 'inherit' });
 }
