@@ -72,27 +72,17 @@ drain() {
     if ready; then
       log "store reachable: stopping $service for its final flush"
       systemctl stop "$service" || true
-      left="$(segments_left)"
-      if [[ "$left" == 0 ]]; then
-        log "log empty; completing $lifecycle_hook with CONTINUE"
-        lifecycle complete-lifecycle-action --lifecycle-action-result CONTINUE
-        return 0
-      fi
-      log "$left log segment(s) left after the stop; starting $service again to replay them"
-      systemctl start "$service"
+    fi
+    left="$(segments_left)"
+    if systemctl is-active --quiet "$service"; then
+      log "waiting: the store is unreachable, $left log segment(s) held"
+    elif [[ "$left" == 0 ]]; then
+      log "$service is stopped and its log is empty; completing $lifecycle_hook with CONTINUE"
+      lifecycle complete-lifecycle-action --lifecycle-action-result CONTINUE
+      return 0
     else
-      left="$(segments_left)"
-      if ! systemctl is-active --quiet "$service"; then
-        if [[ "$left" == 0 ]]; then
-          log "$service is stopped and its log is empty; completing $lifecycle_hook"
-          lifecycle complete-lifecycle-action --lifecycle-action-result CONTINUE
-          return 0
-        fi
-        log "$service is stopped with $left log segment(s) left; starting it to replay them"
-        systemctl start "$service"
-      else
-        log "waiting: the store is unreachable, $left log segment(s) held"
-      fi
+      log "$service is stopped with $left log segment(s) left; starting it to replay them"
+      systemctl start "$service"
     fi
     sleep "$poll_s"
   done
