@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ERRORS, type ErrorCode, TallyError } from '../errors.js';
 import { type Logger, requestLog } from '../obs/logger.js';
+import type { Metrics } from '../obs/metrics.js';
 
 /** Fastify's own error codes that mean the client sent something wrong. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -40,7 +41,11 @@ export function sendError(
   });
 }
 
-export function registerErrorHandling(app: FastifyInstance, logger: Logger): void {
+export function registerErrorHandling(
+  app: FastifyInstance,
+  logger: Logger,
+  metrics: Pick<Metrics, 'countRequest'>,
+): void {
   app.setErrorHandler((raw, request, reply) => {
     const err = toTallyError(raw);
     if (err.status >= 500) {
@@ -59,9 +64,11 @@ export function registerErrorHandling(app: FastifyInstance, logger: Logger): voi
     }
     return sendError(err, request, reply);
   });
-  app.setNotFoundHandler((request, reply) =>
-    sendError(new TallyError('NOT_FOUND'), request, reply),
-  );
+  app.setNotFoundHandler((request, reply) => {
+    // No route, so no route's request counter (src/http/server.ts): counted here.
+    metrics.countRequest(undefined, request.method, 404);
+    return sendError(new TallyError('NOT_FOUND'), request, reply);
+  });
 }
 
 /** Node's parser errors that have their own answer; anything else it rejects is BAD_REQUEST. */

@@ -9,11 +9,12 @@ import Fastify, {
   type FastifyInstance,
   type FastifyServerOptions,
   LogController,
+  type onSendHookHandler,
 } from 'fastify';
 import type { Config } from '../config.js';
 import { TallyError } from '../errors.js';
 import { type Logger, requestLog } from '../obs/logger.js';
-import type { Metrics } from '../obs/metrics.js';
+import { countStatus, type Metrics } from '../obs/metrics.js';
 import { answerClientError, registerErrorHandling } from './errors.js';
 
 /** Builds the server for one instance. */
@@ -65,14 +66,22 @@ export function createHttpServer(
     }
   });
 
-  registerErrorHandling(app, logger);
-  // Every reply passes onSend with its final status, errors and 404s included; a hijacked one
-  // (a live stream) never does, so its route must count it. onSend, not onResponse: onResponse
-  // brings back the per-response listeners and clock reads that `logger: false` saves. A
-  // callback hook, not async: an async hook costs a promise and a microtask per request.
-  app.addHook('onSend', (request, reply, payload, done) => {
-    metrics.countRequest(request.routeOptions.url, request.method, reply.statusCode);
-    done(null, payload);
+  registerErrorHandling(app, logger, metrics);
+  // Every route counts its replies in an onSend hook of its own, which knows the route's pattern
+  // from when it was added: `request.routeOptions` builds a 12-field object per call. Every reply
+  // of a route passes onSend with its final status, errors included; a hijacked one (a live
+  // stream) never does, so its route must count it; 404s are counted by the not-found handler.
+  // onSend, not onResponse: onResponse brings back the per-response listeners and clock reads
+  // that `logger: false` saves. A callback hook, not async: an async hook costs a promise and a
+  // microtask per request.
+  app.addHook('onRoute', (route) => {
+    const counts = metrics.requestsOf(route.url);
+    const count: onSendHookHandler = (request, reply, payload, done) => {
+      countStatus(counts, request.method, reply.statusCode);
+      done(null, payload);
+    };
+    const own = route.onSend;
+    route.onSend = own === undefined ? [count] : [...(Array.isArray(own) ? own : [own]), count];
   });
   // The debug line needs the response's end and duration; only a debug logger pays for them.
   if (logger.isLevelEnabled('debug')) {

@@ -82,18 +82,20 @@ export class Metrics {
    * hash each time (2% of the no-op route's CPU, docs/benchmarks.md).
    */
   countRequest(route: string | undefined, method: string, status: number): void {
-    const routeKey = route ?? 'unmatched';
-    let byMethod = this.requestCounts.get(routeKey);
+    countStatus(this.requestsOf(route ?? 'unmatched'), method, status);
+  }
+
+  /**
+   * The request counts of one route pattern (method → status → requests), for a counter that
+   * looks the pattern up once, when the route is added, and then calls {@link countStatus}.
+   */
+  requestsOf(route: string): Map<string, Map<number, number>> {
+    let byMethod = this.requestCounts.get(route);
     if (byMethod === undefined) {
       byMethod = new Map();
-      this.requestCounts.set(routeKey, byMethod);
+      this.requestCounts.set(route, byMethod);
     }
-    let byStatus = byMethod.get(method);
-    if (byStatus === undefined) {
-      byStatus = new Map();
-      byMethod.set(method, byStatus);
-    }
-    byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
+    return byMethod;
   }
 
   readonly storeUp = new Gauge({
@@ -152,4 +154,18 @@ function scrapedTree(
       }
     },
   });
+}
+
+/** Counts one request in a route's counts (see `Metrics.requestsOf`). */
+export function countStatus(
+  byMethod: Map<string, Map<number, number>>,
+  method: string,
+  status: number,
+): void {
+  let byStatus = byMethod.get(method);
+  if (byStatus === undefined) {
+    byStatus = new Map();
+    byMethod.set(method, byStatus);
+  }
+  byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
 }

@@ -400,6 +400,21 @@ describe('health and metrics', () => {
     expect(again).toMatch(
       /tally_http_requests_total\{route="\/metrics",method="GET",status="200"\} 1\n/,
     );
+    // Errors are counted under their route with their final status, unmatched paths as such.
+    await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/counters/m/increment',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"by":',
+    });
+    await t.app.inject({ url: '/nope' });
+    const errors = (await t.app.inject({ url: '/metrics' })).body;
+    expect(errors).toMatch(
+      /tally_http_requests_total\{route="\/api\/v1\/counters\/:name\/increment",method="POST",status="400"\} 1\n/,
+    );
+    expect(errors).toMatch(
+      /tally_http_requests_total\{route="unmatched",method="GET",status="404"\} 1\n/,
+    );
   });
 
   it('readyz answers 503 when the store is unreachable', async () => {
