@@ -92,6 +92,18 @@ interface Hold extends Sum {
   outside: boolean;
 }
 
+/**
+ * The single admissions that share one log write (one event-loop turn): released and accepted
+ * together when it lands, by one handler instead of two closures per admission.
+ */
+interface Turn {
+  readonly logged: Promise<void>;
+  readonly names: string[];
+  readonly bys: number[];
+  /** Settles once every admission of the turn is released and, if logged, accepted. */
+  settled: Promise<void>;
+}
+
 interface Waiter {
   readonly ticket: number;
   resolve(): void;
@@ -151,6 +163,8 @@ export abstract class WriteBehindAggregator {
   private waiters: Waiter[] = [];
   /** Admitted increments whose journal append has not resolved yet, per counter. */
   private readonly holds = new Map<string, Hold>();
+  /** The log write that single admissions of this turn are waiting for (see `Turn`). */
+  private turn: Turn | undefined;
   /** Increments held in `holds`. */
   protected heldItems = 0;
   /** Held counters that are not pending: each takes a pending slot of its own. */
@@ -224,19 +238,38 @@ export abstract class WriteBehindAggregator {
       this.accept(name, by);
       return Promise.resolve(this.estimate(name));
     }
-    const sum: Sum = { up: Math.max(by, 0), down: Math.min(by, 0), n: 1 };
-    this.hold(name, sum);
-    return journal.append(name, by).then(
-      () => {
-        this.release(name, sum);
-        this.accept(name, by);
-        return this.estimate(name);
-      },
+    this.holdOne(name, by, hold);
+    const logged = journal.append(name, by);
+    let turn = this.turn;
+    if (turn?.logged !== logged) turn = this.newTurn(logged);
+    turn.names.push(name);
+    turn.bys.push(by);
+    return turn.settled.then(() => this.estimate(name));
+  }
+
+  private newTurn(logged: Promise<void>): Turn {
+    const turn: Turn = { logged, names: [], bys: [], settled: logged };
+    turn.settled = logged.then(
+      () => this.settleTurn(turn, true),
       (err: unknown) => {
-        this.release(name, sum);
+        this.settleTurn(turn, false);
         throw err;
       },
     );
+    this.turn = turn;
+    return turn;
+  }
+
+  /** Releases a turn's holds and, once its log write landed, makes its increments pending. */
+  private settleTurn(turn: Turn, logged: boolean): void {
+    if (this.turn === turn) this.turn = undefined;
+    const { names, bys } = turn;
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i] as string;
+      const by = bys[i] as number;
+      this.releaseOne(name, by);
+      if (logged) this.accept(name, by);
+    }
   }
 
   /**
@@ -339,6 +372,32 @@ export abstract class WriteBehindAggregator {
       hold.n += sum.n;
     }
     this.heldItems += sum.n;
+  }
+
+  /** `hold` of one increment, given the counter's hold if it has one (no object per call). */
+  private holdOne(name: string, by: number, hold: Hold | undefined): void {
+    if (hold === undefined) {
+      const outside = !this.isPending(name);
+      if (outside) this.heldOutside++;
+      this.holds.set(name, { up: by > 0 ? by : 0, down: by < 0 ? by : 0, n: 1, outside });
+    } else {
+      if (by > 0) hold.up += by;
+      else hold.down += by;
+      hold.n++;
+    }
+    this.heldItems++;
+  }
+
+  private releaseOne(name: string, by: number): void {
+    const hold = this.holds.get(name);
+    if (hold === undefined) return;
+    if (by > 0) hold.up -= by;
+    else hold.down -= by;
+    this.heldItems--;
+    if (--hold.n === 0) {
+      this.holds.delete(name);
+      if (hold.outside) this.heldOutside--;
+    }
   }
 
   private release(name: string, sum: Sum): void {
