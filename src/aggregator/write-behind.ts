@@ -379,7 +379,7 @@ export abstract class WriteBehindAggregator {
     if (hold === undefined) {
       const outside = !this.isPending(name);
       if (outside) this.heldOutside++;
-      this.holds.set(name, { up: by > 0 ? by : 0, down: by < 0 ? by : 0, n: 1, outside });
+      this.holds.set(name, { up: Math.max(by, 0), down: Math.min(by, 0), n: 1, outside });
     } else {
       if (by > 0) hold.up += by;
       else hold.down += by;
