@@ -238,7 +238,7 @@ export abstract class WriteBehindAggregator {
       this.accept(name, by);
       return Promise.resolve(this.estimate(name));
     }
-    this.holdOne(name, by, hold);
+    this.holdOne(name, by, hold, fresh === 1);
     const logged = journal.append(name, by);
     let turn = this.turn;
     if (turn?.logged !== logged) turn = this.newTurn(logged);
@@ -374,10 +374,12 @@ export abstract class WriteBehindAggregator {
     this.heldItems += sum.n;
   }
 
-  /** `hold` of one increment, given the counter's hold if it has one (no object per call). */
-  private holdOne(name: string, by: number, hold: Hold | undefined): void {
+  /**
+   * `hold` of one increment, given the counter's hold if it has one and whether it is outside
+   * pending work (both already looked up by `admit`; no object per call).
+   */
+  private holdOne(name: string, by: number, hold: Hold | undefined, outside: boolean): void {
     if (hold === undefined) {
-      const outside = !this.isPending(name);
       if (outside) this.heldOutside++;
       this.holds.set(name, { up: Math.max(by, 0), down: Math.min(by, 0), n: 1, outside });
     } else {

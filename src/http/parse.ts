@@ -35,7 +35,9 @@ export function asObject(body: unknown, allowed: readonly string[]): Record<stri
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw new TallyError('INVALID_BODY', 'The body must be a JSON object');
   }
-  for (const key of Object.keys(body)) {
+  // for…in, not Object.keys: no array per call (once per item of a 1000-item batch). JSON.parse
+  // makes plain objects, so every key it sees is the body's own (`__proto__` included).
+  for (const key in body) {
     if (!allowed.includes(key)) {
       throw new TallyError(
         'UNKNOWN_FIELD',
