@@ -10,6 +10,7 @@ import { followChanges } from './counters/changes.js';
 import { CounterService } from './counters/service.js';
 import { TallyError } from './errors.js';
 import { adminGuard } from './http/auth.js';
+import { CorsPolicy } from './http/cors.js';
 import { IdempotencyKeys } from './http/idempotency.js';
 import { counterRoutes, valueReply } from './http/routes/counters.js';
 import { eventRoutes } from './http/routes/events.js';
@@ -144,7 +145,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     const streams = new Set<EventStream>();
     let closing = false;
 
-    const app = createHttpServer(config, logger, metrics);
+    const cors = new CorsPolicy(config.corsOrigins);
+    const app = createHttpServer(config, logger, metrics, cors);
     app.addHook('preClose', async () => {
       for (const s of streams) s.end();
     });
@@ -171,6 +173,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       keys,
       requireAdmin: adminGuard(config.adminToken),
       logger,
+      cors,
     });
     await app.register(eventRoutes, {
       counters,
@@ -180,8 +183,12 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       maxClients: config.maxSseClients,
       maxClientsPerIp: config.maxSseClientsPerIp,
       heartbeatMs: config.sseHeartbeatMs,
+      cors,
     });
-    await app.register(webRoutes, { flushIntervalMs: config.flushIntervalMs });
+    await app.register(webRoutes, {
+      flushIntervalMs: config.flushIntervalMs,
+      frameAncestors: config.frameAncestors,
+    });
     if (config.benchRoutes) {
       // The benchmark's ceiling: same framework, hooks, parser and serializer; no counting.
       app.post(

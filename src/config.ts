@@ -32,6 +32,27 @@ export const SETTINGS = {
       ),
     doc: 'Proxies whose X-Forwarded-For names the client (false, true, a hop count, or addresses/CIDRs): per-client limits behind a load balancer',
   },
+  corsOrigins: {
+    env: 'TALLY_CORS_ORIGINS',
+    schema: z
+      .string()
+      .regex(
+        /^(\*|none|https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(,https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?)*)$/,
+      )
+      .default('*')
+      .transform((v): string[] => (v === 'none' ? [] : v.split(','))),
+    doc: 'Origins whose pages may call the public routes (reads, increments, live values): *, none, or a comma-separated list of origins; admin routes never answer CORS',
+  },
+  frameAncestors: {
+    env: 'TALLY_FRAME_ANCESTORS',
+    schema: z
+      .string()
+      .regex(
+        /^(none|\*|https?:\/\/[A-Za-z0-9.*-]+(:\d{1,5})?( https?:\/\/[A-Za-z0-9.*-]+(:\d{1,5})?)*)$/,
+      )
+      .default('none'),
+    doc: 'Pages that may embed the click page in an iframe (CSP frame-ancestors): none, *, or space-separated origins',
+  },
   store: {
     env: 'TALLY_STORE',
     schema: z.enum(['sqlite', 'memory', 'redis', 'redis-cluster']).default('sqlite'),

@@ -76,6 +76,18 @@ export function judgeTargets(r: Omit<Results, 'targets'>, wal: boolean | null): 
       met: null,
     });
   }
+  // What answering CORS costs a public increment (issue 13): the same server and route, with and
+  // without an Origin header on every request.
+  const cors = rows.find((x) => x.id.endsWith('-cors'));
+  const plain = cors && rows.find((x) => x.id === cors.id.slice(0, -'-cors'.length));
+  if (cors?.vsCeiling && plain?.vsCeiling) {
+    out.push({
+      name: 'increments with Origin (CORS) vs without',
+      goal: 'measured',
+      measured: fmtRatio(cors.vsCeiling / plain.vsCeiling),
+      met: null,
+    });
+  }
   const cmds = redis?.commandsPerIncrement;
   out.push({
     name: 'Redis commands per increment at saturation',

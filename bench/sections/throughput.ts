@@ -166,6 +166,32 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
     for (const v of variants) plans.push(tallyPlan(v, 'eventual'));
     for (const v of variants) if (v.wal === defaultWal) plans.push(tallyPlan(v, 'strong'));
     for (const v of replicated) plans.push(tallyPlan(v, 'eventual'), tallyPlan(v, 'strong'));
+    // What CORS costs a public increment: the default configuration, every request from a page
+    // on another origin (`Origin` sent, CORS headers answered).
+    const fromPage = variants.find(
+      (v) => v.store === 'sqlite' && v.aggregator === 'accumulate' && v.wal === defaultWal,
+    );
+    if (fromPage !== undefined) {
+      const plan = tallyPlan(fromPage, 'eventual');
+      const id = `${plan.target.id}-cors`;
+      plans.push({
+        ...plan,
+        target: {
+          ...plan.target,
+          id,
+          label: id,
+          requests: incrementRequests(id, n).map((r) => ({
+            ...r,
+            headers: { ...r.headers, origin: 'https://blog.example' },
+          })),
+        },
+        row: { ...plan.row, id, label: `${plan.row.label} · with Origin (CORS)` },
+        stored: async () => ({
+          ...(await storedSum(servers.get(fromPage.id)!.url, `${id}.`)),
+          what: `sum of ${n} counters read back through the API after a strong read`,
+        }),
+      });
+    }
     for (const [service, label] of [
       [express, 'baseline: Express 5 + INCRBY per request'],
       [fastify, 'baseline: Fastify 5 + INCRBY per request (auto-pipelined)'],

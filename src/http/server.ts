@@ -15,6 +15,7 @@ import type { Config } from '../config.js';
 import { TallyError } from '../errors.js';
 import { type Logger, requestLog } from '../obs/logger.js';
 import { countStatus, type Metrics } from '../obs/metrics.js';
+import { applyCors, type CorsPolicy } from './cors.js';
 import { answerClientError, registerErrorHandling } from './errors.js';
 
 /** Builds the server for one instance. */
@@ -22,6 +23,7 @@ export function createHttpServer(
   config: Pick<Config, 'bodyLimitBytes' | 'trustProxy' | 'requestTimeoutMs'>,
   logger: Logger,
   metrics: Metrics,
+  cors: CorsPolicy,
 ): FastifyInstance {
   const app: FastifyInstance = Fastify({
     // No logger, and no child logger factory. Given a logger, Fastify listens for the end of every
@@ -74,12 +76,21 @@ export function createHttpServer(
   // onSend, not onResponse: onResponse brings back the per-response listeners and clock reads
   // that `logger: false` saves. A callback hook, not async: an async hook costs a promise and a
   // microtask per request.
+  // Public routes (`config: { cors: true }`) add their CORS headers in the same hook.
   app.addHook('onRoute', (route) => {
     const counts = metrics.requestsOf(route.url);
-    const count: onSendHookHandler = (request, reply, payload, done) => {
-      countStatus(counts, request.method, reply.statusCode);
-      done(null, payload);
-    };
+    const count: onSendHookHandler =
+      route.config?.cors === true
+        ? (request, reply, payload, done) => {
+            countStatus(counts, request.method, reply.statusCode);
+            const origin = request.headers.origin;
+            if (origin !== undefined) applyCors(cors, origin, reply);
+            done(null, payload);
+          }
+        : (request, reply, payload, done) => {
+            countStatus(counts, request.method, reply.statusCode);
+            done(null, payload);
+          };
     const own = route.onSend;
     route.onSend = own === undefined ? [count] : [...(Array.isArray(own) ? own : [own]), count];
   });

@@ -6,6 +6,7 @@ import { type Increment, MAX_BATCH_ITEMS } from '../../domain.js';
 import { TallyError } from '../../errors.js';
 import { type Logger, requestLog } from '../../obs/logger.js';
 import type { Metrics } from '../../obs/metrics.js';
+import type { CorsPolicy } from '../cors.js';
 import { type IdempotencyKeys, parseIdempotencyKey, type SavedAnswer } from '../idempotency.js';
 import { asObject, assertBy, assertName, assertValue } from '../parse.js';
 
@@ -16,6 +17,8 @@ export interface CounterRoutesOptions {
   readonly requireAdmin: (request: FastifyRequest) => void;
   /** Admin writes are logged, each line with its request's id. */
   readonly logger: Logger;
+  /** Cross-origin access to the public routes (reads and increments). */
+  readonly cors: CorsPolicy;
 }
 
 type NameParams = { Params: { name: string }; Querystring: Record<string, unknown> };
@@ -39,7 +42,13 @@ export async function counterRoutes(
   app: FastifyInstance,
   opts: CounterRoutesOptions,
 ): Promise<void> {
-  const { counters, metrics, keys, requireAdmin, logger } = opts;
+  const { counters, metrics, keys, requireAdmin, logger, cors } = opts;
+  // Reads and increments are public: pages on allowed origins may call them. Set and delete
+  // are not, so their preflight names GET only and browsers refuse them cross-origin.
+  cors.preflight(app, '/api/v1/counters/:name/increment', ['POST']);
+  cors.preflight(app, '/api/v1/increments', ['POST']);
+  cors.preflight(app, '/api/v1/counters/:name', ['GET']);
+  cors.preflight(app, '/api/v1/counters', ['GET']);
 
   /**
    * Runs `work` once per Idempotency-Key (when the request has one) and sends its answer. The
@@ -62,7 +71,7 @@ export async function counterRoutes(
 
   app.post<NameParams & { Body: unknown }>(
     '/api/v1/counters/:name/increment',
-    { schema: { response: { 200: valueReply, 202: valueReply } } },
+    { schema: { response: { 200: valueReply, 202: valueReply } }, config: { cors: true } },
     async (request, reply) => {
       const name = assertName(request.params.name);
       const body = asObject(request.body, BY_FIELDS);
@@ -92,6 +101,7 @@ export async function counterRoutes(
 
   app.post<{ Body: unknown; Querystring: Record<string, unknown> }>(
     '/api/v1/increments',
+    { config: { cors: true } },
     async (request, reply) => {
       const body = asObject(request.body, BATCH_FIELDS);
       const items = parseBatch(body.increments);
@@ -113,7 +123,7 @@ export async function counterRoutes(
 
   app.get<NameParams>(
     '/api/v1/counters/:name',
-    { schema: { response: { 200: valueReply } } },
+    { schema: { response: { 200: valueReply } }, config: { cors: true } },
     async (request) => {
       const name = assertName(request.params.name);
       return counters.get(name, parseConsistency(request.query));
@@ -139,30 +149,34 @@ export async function counterRoutes(
     return { name, deleted };
   });
 
-  app.get<{ Querystring: Record<string, unknown> }>('/api/v1/counters', async (request) => {
-    const q = request.query;
-    const prefix = q.prefix === undefined ? '' : q.prefix;
-    if (typeof prefix !== 'string' || !PREFIX_RE.test(prefix)) {
-      throw new TallyError(
-        'INVALID_QUERY',
-        '"prefix" must be up to 128 characters of A-Za-z0-9_.:-',
-      );
-    }
-    let limit = 100;
-    if (q.limit !== undefined) {
-      limit = typeof q.limit === 'string' && /^\d{1,4}$/.test(q.limit) ? Number(q.limit) : 0;
-      if (limit < 1 || limit > 1000)
-        throw new TallyError('INVALID_QUERY', '"limit" must be an integer from 1 to 1000');
-    }
-    const cursor = q.cursor;
-    if (
-      cursor !== undefined &&
-      (typeof cursor !== 'string' || !/^[A-Za-z0-9_-]{0,200}$/.test(cursor))
-    ) {
-      throw new TallyError('INVALID_QUERY', '"cursor" is not a cursor this API returned');
-    }
-    return counters.list({ prefix, limit, cursor });
-  });
+  app.get<{ Querystring: Record<string, unknown> }>(
+    '/api/v1/counters',
+    { config: { cors: true } },
+    async (request) => {
+      const q = request.query;
+      const prefix = q.prefix === undefined ? '' : q.prefix;
+      if (typeof prefix !== 'string' || !PREFIX_RE.test(prefix)) {
+        throw new TallyError(
+          'INVALID_QUERY',
+          '"prefix" must be up to 128 characters of A-Za-z0-9_.:-',
+        );
+      }
+      let limit = 100;
+      if (q.limit !== undefined) {
+        limit = typeof q.limit === 'string' && /^\d{1,4}$/.test(q.limit) ? Number(q.limit) : 0;
+        if (limit < 1 || limit > 1000)
+          throw new TallyError('INVALID_QUERY', '"limit" must be an integer from 1 to 1000');
+      }
+      const cursor = q.cursor;
+      if (
+        cursor !== undefined &&
+        (typeof cursor !== 'string' || !/^[A-Za-z0-9_-]{0,200}$/.test(cursor))
+      ) {
+        throw new TallyError('INVALID_QUERY', '"cursor" is not a cursor this API returned');
+      }
+      return counters.list({ prefix, limit, cursor });
+    },
+  );
 }
 
 function parseConsistency(query: Record<string, unknown>): Consistency {

@@ -11,6 +11,11 @@ export interface WebRoutesOptions {
    * max(100, flushIntervalMs), since sending faster than the server flushes shows nobody anything.
    */
   readonly flushIntervalMs: number;
+  /**
+   * Who may embed the click page (`/`, `/c/:name`) in an iframe: CSP frame-ancestors, `none`,
+   * `*` or space-separated origins (TALLY_FRAME_ANCESTORS). @default 'none'
+   */
+  readonly frameAncestors?: string;
   /** The counter `GET /` shows. @default 'clicks' */
   readonly defaultCounter?: string;
   /**
@@ -50,13 +55,19 @@ const TEMPLATES = ['counter.html', 'dashboard.html', 'not-found.html'] as const;
 type Template = (typeof TEMPLATES)[number];
 
 // Everything the pages load comes from this origin; no inline script or style is needed.
-const PAGE_HEADERS = {
-  'content-security-policy':
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
-    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'same-origin',
-};
+function pageHeaders(frameAncestors: string): Record<string, string> {
+  const ancestors = frameAncestors === 'none' ? "'none'" : frameAncestors;
+  return {
+    'content-security-policy':
+      "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+      `connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors ${ancestors}`,
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'same-origin',
+  };
+}
+
+/** Headers of pages never embedded (the dashboard, 404s). */
+const PAGE_HEADERS = pageHeaders('none');
 
 export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): Promise<void> {
   const dir = opts.assetsDir ?? new URL('../../web/', import.meta.url);
@@ -92,7 +103,8 @@ export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): P
   // A page per counter is a few KB; keep the recently asked-for ones rather than re-render.
   const counterPages = new Map<string, Page>();
 
-  app.get('/', async (request, reply) => sendPage(request, reply, home));
+  const embeddable = pageHeaders(opts.frameAncestors ?? 'none');
+  app.get('/', async (request, reply) => sendPage(request, reply, home, true, embeddable));
   app.get('/dashboard', async (request, reply) => sendPage(request, reply, dashboard));
   app.get<{ Params: { '*': string } }>('/c/*', async (request, reply) => {
     const name = request.params['*'];
@@ -108,7 +120,7 @@ export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): P
       if (counterPages.size >= 1000) counterPages.clear();
       counterPages.set(name, counterPage);
     }
-    return sendPage(request, reply, counterPage);
+    return sendPage(request, reply, counterPage, true, embeddable);
   });
 
   app.get<{ Params: { file: string }; Querystring: { v?: unknown } }>(
@@ -136,8 +148,9 @@ function sendPage(
   reply: FastifyReply,
   page: Page,
   cacheable = true,
+  headers = PAGE_HEADERS,
 ): FastifyReply {
-  reply.headers(PAGE_HEADERS).header('content-type', HTML);
+  reply.headers(headers).header('content-type', HTML);
   if (cacheable) {
     // Revalidate every time: the page is tiny and must pick up new asset versions at once.
     reply.header('cache-control', 'no-cache').header('etag', page.etag);
