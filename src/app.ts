@@ -12,6 +12,7 @@ import { TallyError } from './errors.js';
 import { adminGuard } from './http/auth.js';
 import { CorsPolicy } from './http/cors.js';
 import { IdempotencyKeys } from './http/idempotency.js';
+import { ClientLimiter, rateLimitFor } from './http/rate-limit.js';
 import { counterRoutes, valueReply } from './http/routes/counters.js';
 import { eventRoutes } from './http/routes/events.js';
 import { healthRoutes } from './http/routes/health.js';
@@ -146,6 +147,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     let closing = false;
 
     const cors = new CorsPolicy(config.corsOrigins);
+    const rateLimit = rateLimitFor(config.rateLimit, config.host);
     const app = createHttpServer(config, logger, metrics, cors);
     app.addHook('preClose', async () => {
       for (const s of streams) s.end();
@@ -174,6 +176,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       requireAdmin: adminGuard(config.adminToken),
       logger,
       cors,
+      ...(rateLimit === undefined ? {} : { limiter: new ClientLimiter(rateLimit) }),
     });
     await app.register(eventRoutes, {
       counters,

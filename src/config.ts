@@ -32,6 +32,14 @@ export const SETTINGS = {
       ),
     doc: 'Proxies whose X-Forwarded-For names the client (false, true, a hop count, or addresses/CIDRs): per-client limits behind a load balancer',
   },
+  rateLimit: {
+    env: 'TALLY_RATE_LIMIT',
+    schema: z
+      .string()
+      .regex(/^(auto|off|\d{1,9}\/\d{1,6})$/)
+      .default('auto'),
+    doc: 'Public increments (single and batched) per client address: N/S (N requests per S seconds, a token bucket), off, or auto: off when TALLY_HOST is loopback, else 100/10; past it, 429 RATE_LIMITED',
+  },
   corsOrigins: {
     env: 'TALLY_CORS_ORIGINS',
     schema: z

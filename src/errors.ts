@@ -49,6 +49,11 @@ export const ERRORS = {
       'The store holds as many live Idempotency-Keys as it may (TALLY_IDEMPOTENCY_MAX_KEYS); nothing was applied: retry later, or without a key',
   },
   TOO_MANY_SSE_CLIENTS: { status: 503, message: 'Too many live streams on this instance' },
+  RATE_LIMITED: {
+    status: 429,
+    message:
+      'This client sent more increments than TALLY_RATE_LIMIT allows; nothing was applied: retry after the Retry-After delay',
+  },
   TOO_MANY_STREAMS: {
     status: 429,
     message: 'This client holds too many live streams (TALLY_MAX_SSE_PER_CLIENT); close one first',
@@ -80,19 +85,22 @@ export type ErrorCode = keyof typeof ERRORS;
 export class TallyError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
-  /** Seconds for a Retry-After header, on 503s. */
+  /** Seconds for a Retry-After header, on 503s and 429s. */
   readonly retryAfterS: number | undefined;
+  /** More headers of the answer (the RateLimit ones of a 429). */
+  readonly headers: Readonly<Record<string, string>> | undefined;
 
   constructor(
     code: ErrorCode,
     message?: string,
-    options?: { cause?: unknown; retryAfterS?: number },
+    options?: { cause?: unknown; retryAfterS?: number; headers?: Record<string, string> },
   ) {
     super(message ?? ERRORS[code].message, { cause: options?.cause });
     this.name = new.target.name;
     this.code = code;
     this.status = ERRORS[code].status;
     this.retryAfterS = options?.retryAfterS;
+    this.headers = options?.headers;
   }
 }
 

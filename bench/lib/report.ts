@@ -88,6 +88,19 @@ export function judgeTargets(r: Omit<Results, 'targets'>, wal: boolean | null): 
       met: null,
     });
   }
+  // Public hits with the per-client rate limit on (issue 13): same configuration otherwise.
+  const limitedRow = rows.find((x) => x.id.endsWith('-limited-eventual'));
+  const unlimited =
+    limitedRow &&
+    rows.find((x) => x.id === limitedRow.id.replace('-limited-eventual', '-eventual'));
+  if (limitedRow?.vsCeiling && unlimited?.vsCeiling) {
+    out.push({
+      name: 'public hits with rate limiting on vs ceiling',
+      goal: '≥ 0.90 × ceiling',
+      measured: `${fmtRatio(limitedRow.vsCeiling)} (${fmtRatio(limitedRow.vsCeiling / unlimited.vsCeiling)} of the same without)`,
+      met: limitedRow.vsCeiling >= 0.9,
+    });
+  }
   const cmds = redis?.commandsPerIncrement;
   out.push({
     name: 'Redis commands per increment at saturation',

@@ -22,6 +22,8 @@ interface Variant {
   readonly wal: boolean | null;
   /** TALLY_REDIS_WAIT_REPLICAS, on a Redis of its own with one replica (issue 12). */
   readonly waitReplicas?: 0 | 1;
+  /** TALLY_RATE_LIMIT on, far above the load: what checking it costs (issue 13). */
+  readonly rateLimited?: boolean;
 }
 
 interface Plan {
@@ -82,6 +84,13 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
     wal: defaultWal,
     waitReplicas,
   }));
+  const limited: Variant = {
+    id: `sqlite-accumulate${walId(defaultWal)}-limited`,
+    store: 'sqlite',
+    aggregator: 'accumulate',
+    wal: defaultWal,
+    rateLimited: true,
+  };
 
   const services: Service[] = [];
   const servers = new Map<string, Service>();
@@ -91,7 +100,7 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
     services.push(primary);
     services.push(await startRedis(primary));
     const redisOf = (v: Variant): Service => (v.waitReplicas === undefined ? ctx.redis : primary);
-    for (const v of [...variants, ...replicated]) {
+    for (const v of [...variants, ...replicated, limited]) {
       ctx.log(`starting tally ${v.id}`);
       const server = await startTally({
         name: v.id,
@@ -103,6 +112,8 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
           ...(v.waitReplicas === undefined
             ? {}
             : { TALLY_REDIS_WAIT_REPLICAS: String(v.waitReplicas) }),
+          // One client (the generator) at any rate: the limit is checked, never reached.
+          ...(v.rateLimited ? { TALLY_RATE_LIMIT: '1000000000/1' } : {}),
           ...walEnv(ctx, v.wal),
         },
         ...ctx.spawn(v.id),
@@ -149,7 +160,7 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
         },
         row: {
           id,
-          label: `${consistency} · ${v.store} · ${v.aggregator}${walLabel(v.wal)}${v.waitReplicas === undefined ? '' : ` · 1 replica, WAIT ${v.waitReplicas}`}`,
+          label: `${consistency} · ${v.store} · ${v.aggregator}${walLabel(v.wal)}${v.waitReplicas === undefined ? '' : ` · 1 replica, WAIT ${v.waitReplicas}`}${v.rateLimited ? ' · rate limit on' : ''}`,
           kind: consistency,
           store: v.store,
           aggregator: v.aggregator,
@@ -166,6 +177,7 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
     for (const v of variants) plans.push(tallyPlan(v, 'eventual'));
     for (const v of variants) if (v.wal === defaultWal) plans.push(tallyPlan(v, 'strong'));
     for (const v of replicated) plans.push(tallyPlan(v, 'eventual'), tallyPlan(v, 'strong'));
+    plans.push(tallyPlan(limited, 'eventual'));
     // What CORS costs a public increment: the default configuration, every request from a page
     // on another origin (`Origin` sent, CORS headers answered).
     const fromPage = variants.find(

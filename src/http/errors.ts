@@ -35,6 +35,7 @@ export function sendError(
   reply: FastifyReply,
 ): FastifyReply {
   if (err.retryAfterS !== undefined) reply.header('retry-after', String(err.retryAfterS));
+  if (err.headers !== undefined) reply.headers(err.headers);
   if (err.code === 'UNAUTHORIZED') reply.header('www-authenticate', 'Bearer');
   return reply.code(err.status).send({
     error: { code: err.code, message: err.message, requestId: request.id },

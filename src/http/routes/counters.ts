@@ -9,6 +9,7 @@ import type { Metrics } from '../../obs/metrics.js';
 import type { CorsPolicy } from '../cors.js';
 import { type IdempotencyKeys, parseIdempotencyKey, type SavedAnswer } from '../idempotency.js';
 import { asObject, assertBy, assertName, assertValue } from '../parse.js';
+import type { ClientLimiter } from '../rate-limit.js';
 
 export interface CounterRoutesOptions {
   readonly counters: CounterService;
@@ -19,6 +20,8 @@ export interface CounterRoutesOptions {
   readonly logger: Logger;
   /** Cross-origin access to the public routes (reads and increments). */
   readonly cors: CorsPolicy;
+  /** Per-client limit on public increments (TALLY_RATE_LIMIT); none when off. */
+  readonly limiter?: ClientLimiter;
 }
 
 type NameParams = { Params: { name: string }; Querystring: Record<string, unknown> };
@@ -42,7 +45,8 @@ export async function counterRoutes(
   app: FastifyInstance,
   opts: CounterRoutesOptions,
 ): Promise<void> {
-  const { counters, metrics, keys, requireAdmin, logger, cors } = opts;
+  const { counters, metrics, keys, requireAdmin, logger, cors, limiter } = opts;
+  if (limiter !== undefined) app.addHook('onClose', async () => limiter.close());
   // Reads and increments are public: pages on allowed origins may call them. Set and delete
   // are not, so their preflight names GET only and browsers refuse them cross-origin.
   cors.preflight(app, '/api/v1/counters/:name/increment', ['POST']);
@@ -73,6 +77,8 @@ export async function counterRoutes(
     '/api/v1/counters/:name/increment',
     { schema: { response: { 200: valueReply, 202: valueReply } }, config: { cors: true } },
     async (request, reply) => {
+      // First: a flood is refused before it costs any parsing, and nothing changes.
+      limiter?.take(request.ip);
       const name = assertName(request.params.name);
       const body = asObject(request.body, BY_FIELDS);
       const by = body.by === undefined ? 1 : assertBy(body.by);
@@ -103,6 +109,7 @@ export async function counterRoutes(
     '/api/v1/increments',
     { config: { cors: true } },
     async (request, reply) => {
+      limiter?.take(request.ip);
       const body = asObject(request.body, BATCH_FIELDS);
       const items = parseBatch(body.increments);
       const consistency = parseConsistency(request.query);

@@ -1,0 +1,102 @@
+/**
+ * @module http/rate-limit — per-client limits on public increments, in process: a token bucket
+ * per client address, refilled continuously. One Map lookup and a little arithmetic per request;
+ * the RateLimit headers are sent only on the 429, so an allowed request pays for no header.
+ * Per instance: behind a load balancer a client's real budget is the limit times the instances
+ * its requests reach (docs/reliability.md).
+ */
+import { TallyError } from '../errors.js';
+
+/** A limit of `requests` per `seconds`, bursting up to `requests`. */
+export interface RateLimit {
+  readonly requests: number;
+  readonly seconds: number;
+}
+
+interface Bucket {
+  tokens: number;
+  /** When `tokens` was last brought up to date, ms. */
+  at: number;
+}
+
+/** How often buckets back to full are dropped, ms. */
+const SWEEP_EVERY_MS = 60_000;
+
+export class ClientLimiter {
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly perMs: number;
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly limit: RateLimit,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.perMs = limit.requests / (limit.seconds * 1000);
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_EVERY_MS);
+    this.sweeper.unref();
+  }
+
+  /** Takes one request from `client`'s budget, or throws RATE_LIMITED (changing nothing). */
+  take(client: string): void {
+    const now = this.now();
+    let bucket = this.buckets.get(client);
+    if (bucket === undefined) {
+      bucket = { tokens: this.limit.requests, at: now };
+      this.buckets.set(client, bucket);
+    } else if (now > bucket.at) {
+      bucket.tokens = Math.min(this.limit.requests, bucket.tokens + (now - bucket.at) * this.perMs);
+      bucket.at = now;
+    }
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
+      return;
+    }
+    const waitS = Math.max(1, Math.ceil((1 - bucket.tokens) / this.perMs / 1000));
+    throw new TallyError('RATE_LIMITED', undefined, {
+      retryAfterS: waitS,
+      headers: {
+        'ratelimit-limit': String(this.limit.requests),
+        'ratelimit-remaining': '0',
+        'ratelimit-reset': String(waitS),
+        'ratelimit-policy': `${this.limit.requests};w=${this.limit.seconds}`,
+      },
+    });
+  }
+
+  /** Clients tracked now (for tests and metrics). */
+  size(): number {
+    return this.buckets.size;
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+  }
+
+  private sweep(): void {
+    const now = this.now();
+    for (const [client, bucket] of this.buckets) {
+      if (bucket.tokens + (now - bucket.at) * this.perMs >= this.limit.requests) {
+        this.buckets.delete(client);
+      }
+    }
+  }
+}
+
+/** TALLY_RATE_LIMIT: `off`, or `<requests>/<seconds>`. */
+export function parseRateLimit(text: string): RateLimit | undefined {
+  if (text === 'off') return undefined;
+  const m = /^(\d{1,9})\/(\d{1,6})$/.exec(text);
+  if (m === null)
+    throw new Error(`TALLY_RATE_LIMIT must be "off" or "<requests>/<seconds>", not "${text}"`);
+  const requests = Number(m[1]);
+  const seconds = Number(m[2]);
+  if (requests < 1 || seconds < 1) throw new Error('TALLY_RATE_LIMIT needs at least 1/1');
+  return { requests, seconds };
+}
+
+/** What TALLY_RATE_LIMIT means for a server bound to `host` (`auto`: off on loopback only). */
+export function rateLimitFor(setting: string, host: string): RateLimit | undefined {
+  if (setting !== 'auto') return parseRateLimit(setting);
+  const loopback = host === 'localhost' || host === '::1' || host.startsWith('127.');
+  return loopback ? undefined : { requests: 100, seconds: 10 };
+}
