@@ -12,7 +12,7 @@ import { TallyError } from './errors.js';
 import { adminGuard } from './http/auth.js';
 import { CorsPolicy } from './http/cors.js';
 import { IdempotencyKeys } from './http/idempotency.js';
-import { ClientLimiter, rateLimitFor } from './http/rate-limit.js';
+import { ClientLimiter, clientAddressOf, rateLimitFor } from './http/rate-limit.js';
 import { counterRoutes, valueReply } from './http/routes/counters.js';
 import { eventRoutes } from './http/routes/events.js';
 import { healthRoutes } from './http/routes/health.js';
@@ -176,7 +176,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       requireAdmin: adminGuard(config.adminToken),
       logger,
       cors,
-      ...(rateLimit === undefined ? {} : { limiter: new ClientLimiter(rateLimit) }),
+      ...(rateLimit === undefined
+        ? {}
+        : { limiter: new ClientLimiter(rateLimit), clientOf: clientAddressOf(config.trustProxy) }),
     });
     await app.register(eventRoutes, {
       counters,

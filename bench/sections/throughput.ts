@@ -113,7 +113,7 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
             ? {}
             : { TALLY_REDIS_WAIT_REPLICAS: String(v.waitReplicas) }),
           // One client (the generator) at any rate: the limit is checked, never reached.
-          ...(v.rateLimited ? { TALLY_RATE_LIMIT: '1000000000/1' } : {}),
+          ...(v.rateLimited ? { TALLY_RATE_LIMIT: '999999999/1' } : {}),
           ...walEnv(ctx, v.wal),
         },
         ...ctx.spawn(v.id),

@@ -12,6 +12,7 @@ import { tempDir } from '../helpers/tmp.js';
 const dir = tempDir('tally-rate');
 let limited: ServerProcess;
 let loopback: ServerProcess;
+let direct: ServerProcess;
 
 beforeAll(async () => {
   limited = await startServer({
@@ -22,10 +23,17 @@ beforeAll(async () => {
     TALLY_TRUST_PROXY: 'true',
   });
   loopback = await startServer({ TALLY_STORE: 'memory', TALLY_DATA_DIR: join(dir.path, 'auto') });
+  // No trusted proxy: the socket's peer is the client, whatever X-Forwarded-For claims.
+  direct = await startServer({
+    TALLY_STORE: 'memory',
+    TALLY_DATA_DIR: join(dir.path, 'direct'),
+    TALLY_RATE_LIMIT: '3/10',
+  });
 });
 afterAll(async () => {
   await limited?.stop('SIGTERM');
   await loopback?.stop('SIGTERM');
+  await direct?.stop('SIGTERM');
   dir.remove();
 });
 
@@ -70,6 +78,13 @@ describe('rate limits', () => {
       expect((await fetch(`${limited.url}/api/v1/counters/rl-b`)).status).toBe(200);
     }
     expect(await strong(limited, 'rl-b')).toBe(1);
+  });
+
+  it('without a trusted proxy, limits the connection peer and ignores X-Forwarded-For', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await hit(direct, 'rl-d', `10.0.1.${i}`)).status);
+    expect(statuses).toEqual([202, 202, 202, 429]);
+    expect(await strong(direct, 'rl-d')).toBe(3);
   });
 
   it('is off by default on a loopback-only server', async () => {
