@@ -18,11 +18,6 @@ export type WalFsync = 'always' | 'interval' | 'never';
 /** The file operations the log uses; tests substitute failing ones. */
 export interface WalFile {
   write(data: Buffer): Promise<unknown>;
-  /**
-   * The same write, synchronous (throws on failure). When present, a turn's group is written
-   * without the async write path: no promise, no microtask per group.
-   */
-  writeNow?(data: Buffer): void;
   datasync(): Promise<void>;
   /** Cuts the file to `size` bytes (takes back a frame whose sync failed). */
   truncate?(size: number): Promise<void>;
@@ -229,31 +224,6 @@ export class WriteAheadLog {
 
   private readonly pumpSoon = (): void => {
     this.scheduled = false;
-    if (this.group.appends === 0) return;
-    const file = this.file;
-    // The common case, synchronously: nothing else writing, the log healthy, no segment to
-    // start and no sync to wait for. Anything else takes the async path.
-    if (
-      file?.writeNow !== undefined &&
-      !this.writing &&
-      this.broken === null &&
-      this.fsync !== 'always' &&
-      this.segmentSize < this.segmentBytes
-    ) {
-      const g = this.group;
-      this.group = new Group();
-      const frame = encodeFrame(g.lines);
-      try {
-        file.writeNow(frame);
-      } catch (err) {
-        this.failGroup(g, err);
-        return;
-      }
-      this.wrote(g, frame.length);
-      this.dirty = true;
-      g.resolve();
-      return;
-    }
     void this.pump();
   };
 
@@ -279,7 +249,10 @@ export class WriteAheadLog {
       const file = this.file as WalFile;
       const before = this.segmentSize;
       await file.write(frame);
-      this.wrote(g, frame.length);
+      this.segmentSize += frame.length;
+      this.written += g.items;
+      const current = this.segments[this.segments.length - 1];
+      if (current !== undefined) current.lastItem = this.written;
       if (this.fsync === 'always') {
         try {
           await file.datasync();
@@ -292,22 +265,9 @@ export class WriteAheadLog {
       } else this.dirty = true;
       g.resolve();
     } catch (err) {
-      this.failGroup(g, err);
+      this.fail(err as Error);
+      g.reject(new TallyError('LOG_UNAVAILABLE', undefined, { cause: err, retryAfterS: 5 }));
     }
-  }
-
-  /** Counts a group's frame as written to the live segment. */
-  private wrote(g: Group, bytes: number): void {
-    this.segmentSize += bytes;
-    this.written += g.items;
-    const current = this.segments[this.segments.length - 1];
-    if (current !== undefined) current.lastItem = this.written;
-  }
-
-  /** A group's write failed: the log is broken and its appends are refused. */
-  private failGroup(g: Group, err: unknown): void {
-    this.fail(err as Error);
-    g.reject(new TallyError('LOG_UNAVAILABLE', undefined, { cause: err, retryAfterS: 5 }));
   }
 
   /**
@@ -429,20 +389,16 @@ export class WriteAheadLog {
  */
 export async function openSegment(path: string): Promise<WalFile> {
   const handle = await open(path, 'a');
-  const writeNow = (data: Buffer): void => {
-    let done = 0;
-    while (done < data.length) done += writeSync(handle.fd, data, done);
-  };
   return {
     write(data: Buffer): Promise<unknown> {
       try {
-        writeNow(data);
+        let done = 0;
+        while (done < data.length) done += writeSync(handle.fd, data, done);
         return Promise.resolve();
       } catch (err) {
         return Promise.reject(err);
       }
     },
-    writeNow,
     datasync: () => handle.datasync(),
     truncate: (size) => handle.truncate(size),
     close: () => handle.close(),
