@@ -238,7 +238,7 @@ export abstract class WriteBehindAggregator {
       this.accept(name, by);
       return Promise.resolve(this.estimate(name));
     }
-    this.holdOne(name, by, hold, fresh === 1);
+    this.hold(name, Math.max(by, 0), Math.min(by, 0), 1, hold, fresh === 1);
     const logged = journal.append(name, by);
     let turn = this.turn;
     if (turn?.logged !== logged) turn = this.newTurn(logged);
@@ -267,7 +267,7 @@ export abstract class WriteBehindAggregator {
     for (let i = 0; i < names.length; i++) {
       const name = names[i] as string;
       const by = bys[i] as number;
-      this.releaseOne(name, by);
+      this.release(name, Math.max(by, 0), Math.min(by, 0), 1);
       if (logged) this.accept(name, by);
     }
   }
@@ -308,9 +308,11 @@ export abstract class WriteBehindAggregator {
       this.acceptAll(items, sums.keys());
       return Promise.resolve(this.ticket);
     }
-    for (const [name, sum] of sums) this.hold(name, sum);
+    for (const [name, { up, down, n }] of sums) {
+      this.hold(name, up, down, n, this.holds.get(name), !this.isPending(name));
+    }
     const releaseAll = () => {
-      for (const [name, sum] of sums) this.release(name, sum);
+      for (const [name, { up, down, n }] of sums) this.release(name, up, down, n);
     };
     return journal.appendMany(items).then(
       () => {
@@ -359,56 +361,37 @@ export abstract class WriteBehindAggregator {
     return inRange(base + hold.up) && inRange(base + hold.down);
   }
 
-  /** Holds `sum` for a counter while its log write is under way. */
-  private hold(name: string, sum: Sum): void {
-    const hold = this.holds.get(name);
-    if (hold === undefined) {
-      const outside = !this.isPending(name);
-      if (outside) this.heldOutside++;
-      this.holds.set(name, { up: sum.up, down: sum.down, n: sum.n, outside });
-    } else {
-      hold.up += sum.up;
-      hold.down += sum.down;
-      hold.n += sum.n;
-    }
-    this.heldItems += sum.n;
-  }
-
   /**
-   * `hold` of one increment, given the counter's hold if it has one and whether it is outside
-   * pending work (both already looked up by `admit`; no object per call).
+   * Holds `n` increments of a counter (positive ones summing to `up`, negative to `down`) while
+   * their log write is under way. `found` is the counter's hold and `outside` whether it is not
+   * pending, both as the caller looked them up.
    */
-  private holdOne(name: string, by: number, hold: Hold | undefined, outside: boolean): void {
-    if (hold === undefined) {
+  private hold(
+    name: string,
+    up: number,
+    down: number,
+    n: number,
+    found: Hold | undefined,
+    outside: boolean,
+  ): void {
+    if (found === undefined) {
       if (outside) this.heldOutside++;
-      this.holds.set(name, { up: Math.max(by, 0), down: Math.min(by, 0), n: 1, outside });
+      this.holds.set(name, { up, down, n, outside });
     } else {
-      if (by > 0) hold.up += by;
-      else hold.down += by;
-      hold.n++;
+      found.up += up;
+      found.down += down;
+      found.n += n;
     }
-    this.heldItems++;
+    this.heldItems += n;
   }
 
-  private releaseOne(name: string, by: number): void {
+  private release(name: string, up: number, down: number, n: number): void {
     const hold = this.holds.get(name);
     if (hold === undefined) return;
-    if (by > 0) hold.up -= by;
-    else hold.down -= by;
-    this.heldItems--;
-    if (--hold.n === 0) {
-      this.holds.delete(name);
-      if (hold.outside) this.heldOutside--;
-    }
-  }
-
-  private release(name: string, sum: Sum): void {
-    const hold = this.holds.get(name);
-    if (hold === undefined) return;
-    hold.up -= sum.up;
-    hold.down -= sum.down;
-    this.heldItems -= sum.n;
-    hold.n -= sum.n;
+    hold.up -= up;
+    hold.down -= down;
+    this.heldItems -= n;
+    hold.n -= n;
     if (hold.n === 0) {
       this.holds.delete(name);
       if (hold.outside) this.heldOutside--;
