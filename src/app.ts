@@ -178,7 +178,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       cors,
       ...(rateLimit === undefined
         ? {}
-        : { limiter: new ClientLimiter(rateLimit), clientOf: clientAddressOf(config.trustProxy) }),
+        : { limiter: new ClientLimiter(rateLimit, clientAddressOf(config.trustProxy)) }),
     });
     await app.register(eventRoutes, {
       counters,

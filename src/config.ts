@@ -36,7 +36,7 @@ export const SETTINGS = {
     env: 'TALLY_RATE_LIMIT',
     schema: z
       .string()
-      .regex(/^(auto|off|\d{1,9}\/\d{1,6})$/)
+      .regex(/^(auto|off|[1-9]\d{0,8}\/[1-9]\d{0,5})$/)
       .default('auto'),
     doc: 'Public increments (single and batched) per client address: N/S (N requests per S seconds, a token bucket), off, or auto: off when TALLY_HOST is loopback, else 100/10; past it, 429 RATE_LIMITED',
   },

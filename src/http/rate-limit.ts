@@ -29,6 +29,8 @@ export class ClientLimiter {
 
   constructor(
     private readonly limit: RateLimit,
+    /** The client a request counts against (see `clientAddressOf`). */
+    private readonly clientOf: (request: LimitedRequest) => string,
     private readonly now: () => number = Date.now,
   ) {
     this.perMs = limit.requests / (limit.seconds * 1000);
@@ -36,8 +38,13 @@ export class ClientLimiter {
     this.sweeper.unref();
   }
 
-  /** Takes one request from `client`'s budget, or throws RATE_LIMITED (changing nothing). */
-  take(client: string): void {
+  /** Takes one request from its client's budget, or throws RATE_LIMITED (changing nothing). */
+  take(request: LimitedRequest): void {
+    this.takeFor(this.clientOf(request));
+  }
+
+  /** `take` for a client address. */
+  takeFor(client: string): void {
     const now = this.now();
     let bucket = this.buckets.get(client);
     if (bucket === undefined) {
@@ -82,23 +89,24 @@ export class ClientLimiter {
   }
 }
 
-/** TALLY_RATE_LIMIT: `off`, or `<requests>/<seconds>`. */
-export function parseRateLimit(text: string): RateLimit | undefined {
-  if (text === 'off') return undefined;
-  const m = /^(\d{1,9})\/(\d{1,6})$/.exec(text);
-  if (m === null)
-    throw new Error(`TALLY_RATE_LIMIT must be "off" or "<requests>/<seconds>", not "${text}"`);
-  const requests = Number(m[1]);
-  const seconds = Number(m[2]);
-  if (requests < 1 || seconds < 1) throw new Error('TALLY_RATE_LIMIT needs at least 1/1');
+/**
+ * What TALLY_RATE_LIMIT (validated by config.ts) means for a server bound to `host`: `off`,
+ * `N/S`, or `auto`, off on loopback only and 100 per 10 s otherwise.
+ */
+export function rateLimitFor(setting: string, host: string): RateLimit | undefined {
+  if (setting === 'off') return undefined;
+  if (setting === 'auto') {
+    const loopback = host === 'localhost' || host === '::1' || host.startsWith('127.');
+    return loopback ? undefined : { requests: 100, seconds: 10 };
+  }
+  const [requests, seconds] = setting.split('/').map(Number) as [number, number];
   return { requests, seconds };
 }
 
-/** What TALLY_RATE_LIMIT means for a server bound to `host` (`auto`: off on loopback only). */
-export function rateLimitFor(setting: string, host: string): RateLimit | undefined {
-  if (setting !== 'auto') return parseRateLimit(setting);
-  const loopback = host === 'localhost' || host === '::1' || host.startsWith('127.');
-  return loopback ? undefined : { requests: 100, seconds: 10 };
+/** A request as the limiter reads its client address. */
+export interface LimitedRequest {
+  readonly ip: string;
+  readonly raw: { readonly socket: { readonly remoteAddress?: string } };
 }
 
 /**
@@ -107,12 +115,7 @@ export function rateLimitFor(setting: string, host: string): RateLimit | undefin
  * (a third of an increment's own work, bench/hot.ts count). Behind a trusted proxy it must be
  * `request.ip`, since one proxy connection carries many clients.
  */
-export function clientAddressOf(
-  trustProxy: unknown,
-): (request: {
-  readonly ip: string;
-  readonly raw: { readonly socket: { readonly remoteAddress?: string } };
-}) => string {
+export function clientAddressOf(trustProxy: unknown): (request: LimitedRequest) => string {
   if (trustProxy === false) return (request) => request.raw.socket.remoteAddress ?? '';
   return (request) => request.ip;
 }

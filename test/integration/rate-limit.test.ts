@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isTallyError } from '../../src/errors.js';
-import { ClientLimiter, rateLimitFor } from '../../src/http/rate-limit.js';
+import { ClientLimiter, clientAddressOf, rateLimitFor } from '../../src/http/rate-limit.js';
 import { type ServerProcess, startServer } from '../helpers/server-process.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -102,11 +102,15 @@ describe('rate limits', () => {
 describe('ClientLimiter', () => {
   it('refills continuously up to the burst, and forgets full buckets', () => {
     let now = 1_000_000;
-    const limiter = new ClientLimiter({ requests: 3, seconds: 1 }, () => now);
-    for (let i = 0; i < 3; i++) limiter.take('a');
+    const limiter = new ClientLimiter(
+      { requests: 3, seconds: 1 },
+      clientAddressOf(false),
+      () => now,
+    );
+    for (let i = 0; i < 3; i++) limiter.takeFor('a');
     const refused = (() => {
       try {
-        limiter.take('a');
+        limiter.takeFor('a');
         return undefined;
       } catch (err) {
         return err;
@@ -114,12 +118,12 @@ describe('ClientLimiter', () => {
     })();
     expect(isTallyError(refused) && refused.code).toBe('RATE_LIMITED');
     now += 340; // 3/s: 1.02 tokens back
-    limiter.take('a');
-    expect(() => limiter.take('a')).toThrow();
+    limiter.takeFor('a');
+    expect(() => limiter.takeFor('a')).toThrow();
     now += 60_000; // long idle: back to the burst of 3, not more
-    for (let i = 0; i < 3; i++) limiter.take('a');
-    expect(() => limiter.take('a')).toThrow();
-    limiter.take('b');
+    for (let i = 0; i < 3; i++) limiter.takeFor('a');
+    expect(() => limiter.takeFor('a')).toThrow();
+    limiter.takeFor('b');
     expect(limiter.size()).toBe(2);
     limiter.close();
   });

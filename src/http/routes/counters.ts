@@ -22,8 +22,6 @@ export interface CounterRoutesOptions {
   readonly cors: CorsPolicy;
   /** Per-client limit on public increments (TALLY_RATE_LIMIT); none when off. */
   readonly limiter?: ClientLimiter;
-  /** The client address a request is limited under (see `clientAddressOf`). */
-  readonly clientOf?: (request: FastifyRequest) => string;
 }
 
 type NameParams = { Params: { name: string }; Querystring: Record<string, unknown> };
@@ -48,7 +46,6 @@ export async function counterRoutes(
   opts: CounterRoutesOptions,
 ): Promise<void> {
   const { counters, metrics, keys, requireAdmin, logger, cors, limiter } = opts;
-  const clientOf = opts.clientOf ?? ((request: FastifyRequest) => request.ip);
   if (limiter !== undefined) app.addHook('onClose', async () => limiter.close());
   // Reads and increments are public: pages on allowed origins may call them. Set and delete
   // are not, so their preflight names GET only and browsers refuse them cross-origin.
@@ -81,7 +78,7 @@ export async function counterRoutes(
     { schema: { response: { 200: valueReply, 202: valueReply } }, config: { cors: true } },
     async (request, reply) => {
       // First: a flood is refused before it costs any parsing, and nothing changes.
-      limiter?.take(clientOf(request));
+      limiter?.take(request);
       const name = assertName(request.params.name);
       const body = asObject(request.body, BY_FIELDS);
       const by = body.by === undefined ? 1 : assertBy(body.by);
@@ -112,7 +109,7 @@ export async function counterRoutes(
     '/api/v1/increments',
     { config: { cors: true } },
     async (request, reply) => {
-      limiter?.take(clientOf(request));
+      limiter?.take(request);
       const body = asObject(request.body, BATCH_FIELDS);
       const items = parseBatch(body.increments);
       const consistency = parseConsistency(request.query);
