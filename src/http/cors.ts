@@ -5,7 +5,7 @@
  * route ever allows credentials. The headers are set by each public route's own onSend hook
  * (src/http/server.ts), so a request without `Origin` pays one header lookup.
  */
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -67,9 +67,4 @@ export class CorsPolicy {
       return reply.code(204).send();
     });
   }
-}
-
-/** Sets the CORS headers on a reply (for onSend hooks). */
-export function applyCors(policy: CorsPolicy, origin: string, reply: FastifyReply): void {
-  policy.apply(origin, (name, value) => reply.header(name, value));
 }

@@ -15,7 +15,7 @@ import type { Config } from '../config.js';
 import { TallyError } from '../errors.js';
 import { type Logger, requestLog } from '../obs/logger.js';
 import { countStatus, type Metrics } from '../obs/metrics.js';
-import { applyCors, type CorsPolicy } from './cors.js';
+import type { CorsPolicy } from './cors.js';
 import { answerClientError, registerErrorHandling } from './errors.js';
 
 /** Builds the server for one instance. */
@@ -84,7 +84,8 @@ export function createHttpServer(
         ? (request, reply, payload, done) => {
             countStatus(counts, request.method, reply.statusCode);
             const origin = request.headers.origin;
-            if (origin !== undefined) applyCors(cors, origin, reply);
+            if (origin !== undefined)
+              cors.apply(origin, (name, value) => reply.header(name, value));
             done(null, payload);
           }
         : (request, reply, payload, done) => {
