@@ -142,10 +142,12 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
       row: { id: 'ceiling', label: 'ceiling: no-op route (same server)', kind: 'ceiling' },
       redis: false,
     });
-    const tallyPlan = (v: Variant, consistency: 'eventual' | 'strong'): Plan => {
+    /** `origin`: every request comes from a page on that origin (CORS answered). */
+    const tallyPlan = (v: Variant, consistency: 'eventual' | 'strong', origin?: string): Plan => {
       const server = servers.get(v.id) as Service;
-      const id = `${v.id}-${consistency}`;
+      const id = `${v.id}-${consistency}${origin === undefined ? '' : '-cors'}`;
       const query = consistency === 'strong' ? '?consistency=strong' : '';
+      const requests = incrementRequests(id, n, query);
       return {
         target: {
           id,
@@ -156,11 +158,14 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
             v.store === 'redis'
               ? { server: server.pid, redis: redisOf(v).pid }
               : { server: server.pid },
-          requests: incrementRequests(id, n, query),
+          requests:
+            origin === undefined
+              ? requests
+              : requests.map((r) => ({ ...r, headers: { ...r.headers, origin } })),
         },
         row: {
           id,
-          label: `${consistency} · ${v.store} · ${v.aggregator}${walLabel(v.wal)}${v.waitReplicas === undefined ? '' : ` · 1 replica, WAIT ${v.waitReplicas}`}${v.rateLimited ? ' · rate limit on' : ''}`,
+          label: `${consistency} · ${v.store} · ${v.aggregator}${walLabel(v.wal)}${v.waitReplicas === undefined ? '' : ` · 1 replica, WAIT ${v.waitReplicas}`}${v.rateLimited ? ' · rate limit on' : ''}${origin === undefined ? '' : ' · with Origin (CORS)'}`,
           kind: consistency,
           store: v.store,
           aggregator: v.aggregator,
@@ -183,27 +188,8 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
     const fromPage = variants.find(
       (v) => v.store === 'sqlite' && v.aggregator === 'accumulate' && v.wal === defaultWal,
     );
-    if (fromPage !== undefined) {
-      const plan = tallyPlan(fromPage, 'eventual');
-      const id = `${plan.target.id}-cors`;
-      plans.push({
-        ...plan,
-        target: {
-          ...plan.target,
-          id,
-          label: id,
-          requests: incrementRequests(id, n).map((r) => ({
-            ...r,
-            headers: { ...r.headers, origin: 'https://blog.example' },
-          })),
-        },
-        row: { ...plan.row, id, label: `${plan.row.label} · with Origin (CORS)` },
-        stored: async () => ({
-          ...(await storedSum(servers.get(fromPage.id)!.url, `${id}.`)),
-          what: `sum of ${n} counters read back through the API after a strong read`,
-        }),
-      });
-    }
+    if (fromPage !== undefined) plans.push(tallyPlan(fromPage, 'eventual', 'https://blog.example'));
+
     for (const [service, label] of [
       [express, 'baseline: Express 5 + INCRBY per request'],
       [fastify, 'baseline: Fastify 5 + INCRBY per request (auto-pipelined)'],
