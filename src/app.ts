@@ -7,12 +7,19 @@ import type { FastifyInstance } from 'fastify';
 import { type Aggregator, createAggregator, type DrainResult } from './aggregator/index.js';
 import type { Config } from './config.js';
 import { followChanges } from './counters/changes.js';
+import { startExpiry } from './counters/expiry.js';
 import { CounterService } from './counters/service.js';
 import { TallyError } from './errors.js';
-import { adminGuard } from './http/auth.js';
+import { Access, publicWritesFor } from './http/access.js';
 import { CorsPolicy } from './http/cors.js';
 import { IdempotencyKeys } from './http/idempotency.js';
-import { ClientLimiter, clientAddressOf, rateLimitFor } from './http/rate-limit.js';
+import {
+  AUTO_CREATE_LIMIT,
+  AUTO_HIT_LIMIT,
+  ClientLimiter,
+  clientAddressOf,
+  rateLimitFor,
+} from './http/rate-limit.js';
 import { counterRoutes, valueReply } from './http/routes/counters.js';
 import { eventRoutes } from './http/routes/events.js';
 import { healthRoutes } from './http/routes/health.js';
@@ -147,7 +154,14 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     let closing = false;
 
     const cors = new CorsPolicy(config.corsOrigins);
-    const rateLimit = rateLimitFor(config.rateLimit, config.host);
+    const clientOf = clientAddressOf(config.trustProxy);
+    const rateLimit = rateLimitFor(config.rateLimit, config.host, AUTO_HIT_LIMIT);
+    const createLimit = rateLimitFor(config.createRateLimit, config.host, AUTO_CREATE_LIMIT);
+    const access = new Access(
+      config.adminToken,
+      counters.settings,
+      publicWritesFor(config.publicWrites, config.host),
+    );
     const app = createHttpServer(config, logger, metrics, cors);
     app.addHook('preClose', async () => {
       for (const s of streams) s.end();
@@ -173,12 +187,14 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       counters,
       metrics,
       keys,
-      requireAdmin: adminGuard(config.adminToken),
+      access,
       logger,
       cors,
-      ...(rateLimit === undefined
+      ...(rateLimit === undefined ? {} : { limiter: new ClientLimiter(rateLimit, clientOf) }),
+      ...(createLimit === undefined
         ? {}
-        : { limiter: new ClientLimiter(rateLimit, clientAddressOf(config.trustProxy)) }),
+        : { createLimiter: new ClientLimiter(createLimit, clientOf) }),
+      ...(config.expireIdle === undefined ? {} : { expireIdleMs: config.expireIdle }),
     });
     await app.register(eventRoutes, {
       counters,
@@ -207,11 +223,14 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     }
 
     agg.start();
+    const stopExpiry =
+      config.expireIdle === undefined ? () => {} : startExpiry(counters, config.expireIdle, logger);
 
     let closed: Promise<DrainResult> | undefined;
     const close = (): Promise<DrainResult> => {
       closed ??= (async () => {
         closing = true;
+        stopExpiry();
         // Idle keep-alive sockets are closed at once; sockets that never sent a request (browser
         // and undici preconnects) would hold close() for seconds, so cut everything after a grace
         // period that lets in-flight requests finish.

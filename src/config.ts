@@ -40,6 +40,37 @@ export const SETTINGS = {
       .default('auto'),
     doc: 'Public increments (single and batched) per client address: N/S (N requests per S seconds, a token bucket), off, or auto: off when TALLY_HOST is loopback, else 100/10; past it, 429 RATE_LIMITED',
   },
+  createRateLimit: {
+    env: 'TALLY_CREATE_RATE_LIMIT',
+    schema: z
+      .string()
+      .regex(/^(auto|off|[1-9]\d{0,8}\/[1-9]\d{0,5})$/)
+      .default('auto'),
+    doc: 'Counters created and namespaces claimed per client address: N/S, off, or auto: off when TALLY_HOST is loopback, else 10/60; past it, 429 RATE_LIMITED',
+  },
+  publicWrites: {
+    env: 'TALLY_PUBLIC_WRITES',
+    schema: z.enum(['auto', 'hits', 'open']).default('auto'),
+    doc: "What clients without a key may write. hits: +1 per request (or within a created counter's update bounds), no batches; open: any amount and batches; auto: open when TALLY_HOST is loopback, else hits",
+  },
+  expireIdle: {
+    env: 'TALLY_EXPIRE_IDLE',
+    schema: z
+      .string()
+      .regex(/^(off|[1-9]\d{0,5}[smhd])$/)
+      .default('off')
+      .transform((v): number | undefined => {
+        if (v === 'off') return undefined;
+        const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[v.slice(-1) as 's'];
+        return Number(v.slice(0, -1)) * unit;
+      }),
+    doc: 'Delete counters not written for this long (e.g. 180d; s, m, h, d), swept every minute; off keeps every counter',
+  },
+  compatRoot: {
+    env: 'TALLY_COMPAT_ROOT',
+    schema: z.enum(['none', 'countapi', 'abacus']).default('none'),
+    doc: 'Also answer CountAPI (countapi) or Abacus (abacus) routes at the root, not only under /countapi/ and /abacus/',
+  },
   corsOrigins: {
     env: 'TALLY_CORS_ORIGINS',
     schema: z

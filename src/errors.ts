@@ -6,6 +6,10 @@ export const ERRORS = {
     status: 400,
     message: 'Counter names are 1-128 characters of A-Za-z0-9_.:- starting with a letter or digit',
   },
+  INVALID_NAMESPACE: {
+    status: 400,
+    message: 'Namespaces and keys are 1-64 characters of A-Za-z0-9_.-',
+  },
   INVALID_JSON: { status: 400, message: 'The body is not valid JSON' },
   INVALID_BODY: { status: 400, message: 'The body does not have the expected shape' },
   UNKNOWN_FIELD: { status: 400, message: 'The body has a field this route does not accept' },
@@ -30,7 +34,16 @@ export const ERRORS = {
     status: 403,
     message: 'Admin routes are disabled: no admin token is configured',
   },
+  KEY_REQUIRED: {
+    status: 401,
+    message:
+      "This write needs a key (the counter's admin key, its namespace key or the admin token): without one a client may add 1, or what the counter's update bounds allow",
+  },
+  FORBIDDEN: { status: 403, message: 'This key does not cover this counter' },
   NOT_FOUND: { status: 404, message: 'No such route' },
+  COUNTER_NOT_FOUND: { status: 404, message: 'No such counter' },
+  COUNTER_EXISTS: { status: 409, message: 'The counter exists already' },
+  NAMESPACE_TAKEN: { status: 409, message: 'The namespace is claimed already' },
   COUNTER_OVERFLOW: {
     status: 422,
     message: 'The counter would leave the range ±(2^53-1); nothing was applied',

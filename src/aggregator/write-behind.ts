@@ -478,6 +478,13 @@ export abstract class WriteBehindAggregator {
     return this.known.has(name);
   }
 
+  /** True while this instance holds a delta of the counter that is not stored yet. */
+  holdsUnflushed(name: string): boolean {
+    if (this.pendingDelta(name) !== 0) return true;
+    if (this.inflight?.deltas.has(name) === true) return true;
+    return this.sealedCounters > 0 && this.sealedDeltas.has(name);
+  }
+
   /** Last stored value known, if any. */
   knownValue(name: string): number | undefined {
     return this.known.get(name);

@@ -4,6 +4,13 @@ import type { Increment } from '../domain.js';
 import { storeUnavailable, TallyError } from '../errors.js';
 import type { ListOptions, ListPage, Store } from '../store/interface.js';
 import { sleep } from '../util/retry.js';
+import {
+  type CounterSettings,
+  decodeSettings,
+  encodeSettings,
+  type NamespaceClaim,
+  SettingsCache,
+} from './settings.js';
 
 /** eventual: answer from memory (202); strong: answer once the store holds it (200). */
 export type Consistency = 'eventual' | 'strong';
@@ -16,6 +23,17 @@ export interface CounterReading {
   readonly stale?: boolean;
 }
 
+/** A counter as `describe` reports it. */
+export interface CounterDescription {
+  readonly name: string;
+  /** This instance's estimate (stored value plus what it has not flushed yet). */
+  readonly value: number;
+  /** Null for a counter made by increments or set rather than created. */
+  readonly settings: CounterSettings | null;
+  /** Last write the store recorded (ms), null when unknown or not stored yet. */
+  readonly touchedAt: number | null;
+}
+
 /** How long the first-touch read of an unknown counter may take before we answer without it. */
 const WARM_TIMEOUT_MS = 250;
 
@@ -26,6 +44,8 @@ const WARM_TIMEOUT_MS = 250;
  */
 export class CounterService {
   private readonly warming = new Map<string, Promise<void>>();
+  /** Settings of created counters and namespace claims, cached a few seconds. */
+  readonly settings: SettingsCache;
 
   constructor(
     private readonly store: Store,
@@ -34,7 +54,9 @@ export class CounterService {
     private readonly changed: (changes: ReadonlyMap<string, number>) => void,
     /** Flushes sibling processes (cluster workers); strong reads and admin writes wait for it. */
     private readonly siblings?: () => Promise<void>,
-  ) {}
+  ) {
+    this.settings = new SettingsCache(store);
+  }
 
   /**
    * Adds `by` to a counter. Eventual: returns the estimate at once. Strong: waits until the
@@ -121,8 +143,73 @@ export class CounterService {
         return found;
       }),
     );
+    this.settings.forget(name);
     this.changed(new Map([[name, this.aggregator.estimate(name)]]));
     return existed;
+  }
+
+  /**
+   * Creates a counter with settings unless it exists: a stored value, settings, or increments
+   * this instance (or a sibling worker) accepted and has not flushed yet. False when it exists.
+   */
+  async create(name: string, value: number, settings: CounterSettings): Promise<boolean> {
+    await this.flushSiblings();
+    const created = await this.wrapStore(() =>
+      this.aggregator.exclusive(async () => {
+        // exclusive flushed what was pending, so the store sees every accepted increment.
+        const ok = await this.store.create(name, value, encodeSettings(settings));
+        if (ok) this.aggregator.learn(name, value);
+        return ok;
+      }),
+    );
+    this.settings.forget(name);
+    if (created) this.changed(new Map([[name, this.aggregator.estimate(name)]]));
+    return created;
+  }
+
+  /**
+   * A counter's value and settings; undefined when it does not exist (never written, or deleted,
+   * and nothing of it pending here).
+   */
+  async describe(name: string): Promise<CounterDescription | undefined> {
+    const since = this.aggregator.readEpoch();
+    const info = await this.wrapStore(() => this.store.describe(name));
+    if (info === undefined) {
+      if (!this.aggregator.holdsUnflushed(name)) return undefined;
+      return { name, value: this.aggregator.estimate(name), settings: null, touchedAt: null };
+    }
+    this.aggregator.learn(name, info.value, since);
+    return {
+      name,
+      value: this.aggregator.estimate(name),
+      settings: decodeSettings(info.meta),
+      touchedAt: info.touchedAt,
+    };
+  }
+
+  /** Claims a namespace for the holder of `claim.keyHash`'s key; false when claimed already. */
+  async claimNamespace(namespace: string, claim: NamespaceClaim): Promise<boolean> {
+    const ok = await this.wrapStore(() =>
+      this.store.claimNamespace(namespace, JSON.stringify(claim)),
+    );
+    this.settings.forgetNamespace(namespace);
+    return ok;
+  }
+
+  /**
+   * Deletes counters not written for `idleMs` (at most `limit` per call); returns their names.
+   * Pending increments of a counter keep it: it was written, only not stored yet.
+   */
+  async expireIdle(idleMs: number, limit: number): Promise<string[]> {
+    const names = await this.wrapStore(() => this.store.expireIdle(Date.now() - idleMs, limit));
+    const changes = new Map<string, number>();
+    for (const name of names) {
+      this.aggregator.learn(name, 0);
+      this.settings.forget(name);
+      changes.set(name, this.aggregator.estimate(name));
+    }
+    if (changes.size > 0) this.changed(changes);
+    return names;
   }
 
   /** Sibling workers' acknowledged increments reach the store before an admin write. */

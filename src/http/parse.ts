@@ -1,10 +1,16 @@
 /** @module http/parse — request input to values, each bad input with its stable error code. */
-import { isValidName, MAX_BY, MAX_VALUE } from '../domain.js';
+import { isValidName, isValidPart, MAX_BY, MAX_VALUE } from '../domain.js';
 import { TallyError } from '../errors.js';
 
 export function assertName(name: unknown): string {
   if (!isValidName(name)) throw new TallyError('INVALID_NAME');
   return name;
+}
+
+/** Checks a namespace or a key. */
+export function assertPart(part: unknown): string {
+  if (!isValidPart(part)) throw new TallyError('INVALID_NAMESPACE');
+  return part;
 }
 
 /** Checks an increment amount: an integer with |by| ≤ MAX_BY. */

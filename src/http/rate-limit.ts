@@ -6,6 +6,7 @@
  * its requests reach (docs/reliability.md).
  */
 import { TallyError } from '../errors.js';
+import { isLoopback } from './access.js';
 
 /** A limit of `requests` per `seconds`, bursting up to `requests`. */
 export interface RateLimit {
@@ -18,6 +19,11 @@ interface Bucket {
   /** When `tokens` was last brought up to date, ms. */
   at: number;
 }
+
+/** `auto` on a server reachable from elsewhere: public increments per client. */
+export const AUTO_HIT_LIMIT: RateLimit = { requests: 100, seconds: 10 };
+/** `auto` on a server reachable from elsewhere: counters created and namespaces claimed. */
+export const AUTO_CREATE_LIMIT: RateLimit = { requests: 10, seconds: 60 };
 
 /** How often buckets back to full are dropped, ms. */
 const SWEEP_EVERY_MS = 60_000;
@@ -90,15 +96,16 @@ export class ClientLimiter {
 }
 
 /**
- * What TALLY_RATE_LIMIT (validated by config.ts) means for a server bound to `host`: `off`,
- * `N/S`, or `auto`, off on loopback only and 100 per 10 s otherwise.
+ * What a rate limit setting (validated by config.ts) means for a server bound to `host`: `off`,
+ * `N/S`, or `auto`: off on loopback only, `auto` otherwise.
  */
-export function rateLimitFor(setting: string, host: string): RateLimit | undefined {
+export function rateLimitFor(
+  setting: string,
+  host: string,
+  auto: RateLimit,
+): RateLimit | undefined {
   if (setting === 'off') return undefined;
-  if (setting === 'auto') {
-    const loopback = host === 'localhost' || host === '::1' || host.startsWith('127.');
-    return loopback ? undefined : { requests: 100, seconds: 10 };
-  }
+  if (setting === 'auto') return isLoopback(host) ? undefined : auto;
   const [requests, seconds] = setting.split('/').map(Number) as [number, number];
   return { requests, seconds };
 }

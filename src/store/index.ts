@@ -22,7 +22,10 @@ export async function createStore(config: Config): Promise<Store> {
     case 'memory':
       return new MemoryStore();
     case 'sqlite':
-      return new SqliteStore({ path: config.sqlitePath });
+      return new SqliteStore({
+        path: config.sqlitePath,
+        indexLastWrite: config.expireIdle !== undefined,
+      });
     case 'redis':
     case 'redis-cluster': {
       const { createRedisStore } = await import('./redis/factory.js');

@@ -85,6 +85,15 @@ export type InstanceClaim =
       readonly expiresInMs: number;
     };
 
+/** What a store knows of one counter beyond its value. */
+export interface CounterInfo {
+  readonly value: number;
+  /** The settings `create` recorded (opaque to stores; JSON); null for a counter made otherwise. */
+  readonly meta: string | null;
+  /** Last write (batch, set, create) in ms since the epoch on the store's clock; null if unknown. */
+  readonly touchedAt: number | null;
+}
+
 /** Values changed by some instance's batch, set or delete; delivered to every instance. */
 export type ChangeListener = (changes: ReadonlyMap<string, number>) => void;
 
@@ -104,8 +113,25 @@ export interface Store {
   get(name: string): Promise<number>;
   /** Overwrites a counter's value. */
   set(name: string, value: number): Promise<void>;
-  /** Removes a counter; true if it existed. */
+  /** Removes a counter and its record; true if it existed. */
   delete(name: string): Promise<boolean>;
+  /**
+   * Creates a counter with `value` and its settings `meta`, unless it exists (has a value or a
+   * record): then nothing changes and the answer is false. Atomic across instances.
+   */
+  create(name: string, value: number, meta: string): Promise<boolean>;
+  /** The counter's value, settings and last write; undefined when it has neither value nor record. */
+  describe(name: string): Promise<CounterInfo | undefined>;
+  /** Records a namespace's claim (opaque; JSON) unless one exists: false then. Atomic. */
+  claimNamespace(namespace: string, record: string): Promise<boolean>;
+  /** The namespace's claim record, undefined when unclaimed. */
+  namespaceRecord(namespace: string): Promise<string | undefined>;
+  /**
+   * Deletes up to `limit` counters (value and record) last written before `cutoff` (ms since the
+   * epoch, store clock) and returns their names. A counter written after the cutoff meanwhile is
+   * kept. Counters whose last write is unknown are never expired.
+   */
+  expireIdle(cutoff: number, limit: number): Promise<string[]>;
   /** Counters in name order. */
   list(options?: ListOptions): Promise<ListPage>;
   /** Resolves when the backend answers; rejects otherwise. */
@@ -191,5 +217,5 @@ export function encodeCursor(lastName: string): string {
 export function decodeCursor(cursor: string | undefined): string | undefined {
   if (cursor === undefined || cursor === '') return undefined;
   const name = Buffer.from(cursor, 'base64url').toString('utf8');
-  return name.length > 0 && name.length <= 128 ? name : undefined;
+  return name.length > 0 && name.length <= 200 ? name : undefined;
 }

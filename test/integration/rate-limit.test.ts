@@ -5,7 +5,12 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isTallyError } from '../../src/errors.js';
-import { ClientLimiter, clientAddressOf, rateLimitFor } from '../../src/http/rate-limit.js';
+import {
+  AUTO_HIT_LIMIT,
+  ClientLimiter,
+  clientAddressOf,
+  rateLimitFor,
+} from '../../src/http/rate-limit.js';
 import { type ServerProcess, startServer } from '../helpers/server-process.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -92,10 +97,10 @@ describe('rate limits', () => {
       Array.from({ length: 150 }, () => hit(loopback, 'rl-c', '10.0.0.3').then((r) => r.status)),
     );
     expect(statuses.every((s) => s === 202)).toBe(true);
-    expect(rateLimitFor('auto', '127.0.0.1')).toBeUndefined();
-    expect(rateLimitFor('auto', '0.0.0.0')).toEqual({ requests: 100, seconds: 10 });
-    expect(rateLimitFor('30/1', '127.0.0.1')).toEqual({ requests: 30, seconds: 1 });
-    expect(rateLimitFor('off', '0.0.0.0')).toBeUndefined();
+    expect(rateLimitFor('auto', '127.0.0.1', AUTO_HIT_LIMIT)).toBeUndefined();
+    expect(rateLimitFor('auto', '0.0.0.0', AUTO_HIT_LIMIT)).toEqual({ requests: 100, seconds: 10 });
+    expect(rateLimitFor('30/1', '127.0.0.1', AUTO_HIT_LIMIT)).toEqual({ requests: 30, seconds: 1 });
+    expect(rateLimitFor('off', '0.0.0.0', AUTO_HIT_LIMIT)).toBeUndefined();
   });
 });
 

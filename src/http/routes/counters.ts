@@ -2,29 +2,45 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Consistency, CounterService } from '../../counters/service.js';
-import { type Increment, MAX_BATCH_ITEMS } from '../../domain.js';
+import {
+  counterName,
+  DEFAULT_NAMESPACE,
+  type Increment,
+  MAX_BATCH_ITEMS,
+  parseCounterRef,
+  splitName,
+} from '../../domain.js';
 import { TallyError } from '../../errors.js';
 import { type Logger, requestLog } from '../../obs/logger.js';
 import type { Metrics } from '../../obs/metrics.js';
+import { hashKey, newKey } from '../../counters/settings.js';
+import { type Access, bearerOf } from '../access.js';
 import type { CorsPolicy } from '../cors.js';
 import { type IdempotencyKeys, parseIdempotencyKey, type SavedAnswer } from '../idempotency.js';
-import { asObject, assertBy, assertName, assertValue } from '../parse.js';
+import { asObject, assertBy, assertName, assertPart, assertValue } from '../parse.js';
 import type { ClientLimiter } from '../rate-limit.js';
 
 export interface CounterRoutesOptions {
   readonly counters: CounterService;
   readonly keys: IdempotencyKeys;
   readonly metrics: Metrics;
-  readonly requireAdmin: (request: FastifyRequest) => void;
+  /** Who may write which counter (admin token, counter keys, namespace keys, public writes). */
+  readonly access: Access;
   /** Admin writes are logged, each line with its request's id. */
   readonly logger: Logger;
   /** Cross-origin access to the public routes (reads and increments). */
   readonly cors: CorsPolicy;
   /** Per-client limit on public increments (TALLY_RATE_LIMIT); none when off. */
   readonly limiter?: ClientLimiter;
+  /** Per-client limit on creating counters and claiming namespaces; none when off. */
+  readonly createLimiter?: ClientLimiter;
+  /** Counters expire after this long without a write (TALLY_EXPIRE_IDLE); undefined: never. */
+  readonly expireIdleMs?: number;
 }
 
-type NameParams = { Params: { name: string }; Querystring: Record<string, unknown> };
+/** Route params as Fastify hands them over: strings by name. */
+type Params = Record<string, string | undefined>;
+type KeyParams = { Params: { ns: string; key: string }; Querystring: Record<string, unknown> };
 
 const PREFIX_RE = /^[A-Za-z0-9_.:-]{0,128}$/;
 
@@ -33,26 +49,65 @@ const BY_FIELDS = ['by'];
 const BATCH_FIELDS = ['increments'];
 const SET_FIELDS = ['value'];
 const ITEM_FIELDS = ['name', 'by'];
+const CREATE_FIELDS = ['value', 'enable_reset', 'update_lowerbound', 'update_upperbound'];
 
 // Response schemas let fast-json-stringify serialise the hot routes.
 export const valueReply = {
   type: 'object',
-  properties: { name: { type: 'string' }, value: { type: 'number' }, stale: { type: 'boolean' } },
+  properties: {
+    name: { type: 'string' },
+    namespace: { type: 'string' },
+    key: { type: 'string' },
+    value: { type: 'number' },
+    stale: { type: 'boolean' },
+  },
   required: ['name', 'value'],
 } as const;
+
+/**
+ * How one family of routes names a counter: the flat routes (`/api/v1/counters/:name`, names in
+ * the default namespace) and the namespaced ones (`/api/v1/namespaces/:ns/counters/:key`). Each
+ * reads the stored name from its params and shapes the reply's naming fields.
+ */
+interface Family {
+  readonly path: string;
+  name(params: Params): string;
+  /** The reply's fields naming the counter. */
+  naming(name: string): Record<string, unknown>;
+  /** `naming` plus the value, built in one step: the increment route's reply. */
+  valued(name: string, value: number): Record<string, unknown>;
+}
+
+const flat: Family = {
+  path: '/api/v1/counters/:name',
+  name: (params) => assertName(params.name),
+  naming: (name) => ({ name }),
+  valued: (name, value) => ({ name, value }),
+};
+
+const namespaced: Family = {
+  path: '/api/v1/namespaces/:ns/counters/:key',
+  name: (params) => counterName(assertPart(params.ns), assertPart(params.key)),
+  naming: (name) => ({ name, ...splitName(name) }),
+  valued: (name, value) => ({ name, ...splitName(name), value }),
+};
 
 export async function counterRoutes(
   app: FastifyInstance,
   opts: CounterRoutesOptions,
 ): Promise<void> {
-  const { counters, metrics, keys, requireAdmin, logger, cors, limiter } = opts;
+  const { counters, metrics, keys, access, logger, cors, limiter, createLimiter } = opts;
   if (limiter !== undefined) app.addHook('onClose', async () => limiter.close());
+  if (createLimiter !== undefined) app.addHook('onClose', async () => createLimiter.close());
   // Reads and increments are public: pages on allowed origins may call them. Set and delete
   // are not, so their preflight names GET only and browsers refuse them cross-origin.
-  cors.preflight(app, '/api/v1/counters/:name/increment', ['POST']);
+  for (const family of [flat.path, namespaced.path]) {
+    cors.preflight(app, `${family}/increment`, ['POST']);
+    cors.preflight(app, family, ['GET']);
+  }
   cors.preflight(app, '/api/v1/increments', ['POST']);
-  cors.preflight(app, '/api/v1/counters/:name', ['GET']);
   cors.preflight(app, '/api/v1/counters', ['GET']);
+  cors.preflight(app, '/api/v1/namespaces/:ns/counters', ['GET']);
 
   /**
    * Runs `work` once per Idempotency-Key (when the request has one) and sends its answer. The
@@ -73,35 +128,161 @@ export async function counterRoutes(
     return answer.body;
   }
 
-  app.post<NameParams & { Body: unknown }>(
-    '/api/v1/counters/:name/increment',
-    { schema: { response: { 200: valueReply, 202: valueReply } }, config: { cors: true } },
-    async (request, reply) => {
-      // First: a flood is refused before it costs any parsing, and nothing changes.
-      limiter?.take(request);
-      const name = assertName(request.params.name);
-      const body = asObject(request.body, BY_FIELDS);
-      const by = body.by === undefined ? 1 : assertBy(body.by);
-      const consistency = parseConsistency(request.query);
-      if (request.headers['idempotency-key'] === undefined) {
-        // The common case, without the closures `once` needs: this is the hot route.
-        const value = await counters.increment(name, by, consistency);
-        metrics.accepted(consistency);
-        reply.code(consistency === 'strong' ? 200 : 202);
-        return { name, value };
-      }
-      return once(
-        request,
-        reply,
-        () => `inc ${name} ${by} ${consistency}`,
-        async () => {
+  function routes(family: Family): void {
+    type Req = { Params: Params; Querystring: Record<string, unknown>; Body: unknown };
+
+    app.post<Req>(
+      `${family.path}/increment`,
+      { schema: { response: { 200: valueReply, 202: valueReply } }, config: { cors: true } },
+      async (request, reply) => {
+        // First: a flood is refused before it costs any parsing, and nothing changes.
+        limiter?.take(request);
+        const name = family.name(request.params);
+        const body = asObject(request.body, BY_FIELDS);
+        const by = body.by === undefined ? 1 : assertBy(body.by);
+        const consistency = parseConsistency(request.query);
+        // A keyless +1 is decided without a promise; anything else may read settings.
+        const allowed = access.increment(
+          request.headers.authorization === undefined ? undefined : bearerOf(request),
+          name,
+          by,
+        );
+        if (allowed !== undefined) await allowed;
+        if (request.headers['idempotency-key'] === undefined) {
+          // The common case, without the closures `once` needs: this is the hot route.
           const value = await counters.increment(name, by, consistency);
           metrics.accepted(consistency);
-          return { status: consistency === 'strong' ? 200 : 202, body: { name, value } };
-        },
-        // Held but unconfirmed: a retry is told it was accepted (202), and is not counted again.
-        () => ({ status: 202, body: { name, value: counters.estimate(name) } }),
-      );
+          reply.code(consistency === 'strong' ? 200 : 202);
+          return family.valued(name, value);
+        }
+        return once(
+          request,
+          reply,
+          () => `inc ${name} ${by} ${consistency}`,
+          async () => {
+            const value = await counters.increment(name, by, consistency);
+            metrics.accepted(consistency);
+            return {
+              status: consistency === 'strong' ? 200 : 202,
+              body: family.valued(name, value),
+            };
+          },
+          // Held but unconfirmed: a retry is told it was accepted (202), and is not counted again.
+          () => ({ status: 202, body: family.valued(name, counters.estimate(name)) }),
+        );
+      },
+    );
+
+    app.get<Req>(
+      family.path,
+      { schema: { response: { 200: valueReply } }, config: { cors: true } },
+      async (request) => {
+        const name = family.name(request.params);
+        const reading = await counters.get(name, parseConsistency(request.query));
+        const answer = family.valued(name, reading.value);
+        if (reading.stale === true) answer.stale = true;
+        return answer;
+      },
+    );
+
+    app.put<Req>(family.path, async (request) => {
+      const name = family.name(request.params);
+      await access.owner(bearerOf(request), name, true);
+      const body = asObject(request.body, SET_FIELDS);
+      if (body.value === undefined) throw new TallyError('INVALID_BODY', 'The body needs "value"');
+      const value = assertValue(body.value);
+      await counters.set(name, value);
+      requestLog(logger, request).info({ counter: name, value }, 'counter set');
+      return family.valued(name, value);
+    });
+
+    app.delete<Req>(family.path, async (request) => {
+      const name = family.name(request.params);
+      await access.owner(bearerOf(request), name);
+      const deleted = await counters.delete(name);
+      requestLog(logger, request).info({ counter: name, deleted }, 'counter deleted');
+      return { ...family.naming(name), deleted };
+    });
+
+    app.get<Req>(`${family.path}/info`, { config: { cors: true } }, async (request) => {
+      const name = family.name(request.params);
+      const found = await counters.describe(name);
+      if (found === undefined) throw new TallyError('COUNTER_NOT_FOUND');
+      const s = found.settings;
+      return {
+        ...family.naming(name),
+        value: found.value,
+        created: s?.created ?? null,
+        updated: found.touchedAt,
+        expires:
+          opts.expireIdleMs === undefined || found.touchedAt === null
+            ? null
+            : found.touchedAt + opts.expireIdleMs,
+        enable_reset: s?.enableReset ?? false,
+        update_lowerbound: s?.lowerBound ?? 1,
+        update_upperbound: s?.upperBound ?? 1,
+        has_key: s !== null,
+      };
+    });
+  }
+
+  routes(flat);
+  routes(namespaced);
+
+  app.post<KeyParams & { Body: unknown }>(namespaced.path, async (request, reply) => {
+    createLimiter?.take(request);
+    const namespace = assertPart(request.params.ns);
+    const key = assertPart(request.params.key);
+    const body = asObject(request.body, CREATE_FIELDS);
+    const options = parseCreate(body, 0, { lowerBound: 1, upperBound: 1 });
+    await access.create(bearerOf(request), namespace);
+    const name = counterName(namespace, key);
+    const created = await createCounter(counters, name, options);
+    if (created === undefined) throw new TallyError('COUNTER_EXISTS');
+    requestLog(logger, request).info({ counter: name }, 'counter created');
+    reply.code(201);
+    return {
+      name,
+      namespace,
+      key,
+      value: options.value,
+      admin_key: created,
+      enable_reset: options.enableReset,
+      update_lowerbound: options.lowerBound,
+      update_upperbound: options.upperBound,
+    };
+  });
+
+  app.post<{ Params: { ns: string }; Body: unknown }>(
+    '/api/v1/namespaces/:ns',
+    async (request, reply) => {
+      createLimiter?.take(request);
+      const namespace = assertPart(request.params.ns);
+      asObject(request.body, []);
+      const key = bearerOf(request);
+      // Claiming hands over every counter of the namespace: only the admin may claim `default`
+      // or a namespace that already has counters (someone else's, perhaps).
+      if (!access.isAdmin(key)) {
+        if (namespace === DEFAULT_NAMESPACE) {
+          throw new TallyError('FORBIDDEN', 'Only the admin token may claim "default"');
+        }
+        const page = await counters.list({ prefix: `${namespace}/`, limit: 1 });
+        if (page.items.length > 0) {
+          throw new TallyError(
+            'FORBIDDEN',
+            'The namespace has counters already; only the admin token may claim it',
+          );
+        }
+      }
+      const namespaceKey = newKey();
+      const ok = await counters.claimNamespace(namespace, {
+        created: Date.now(),
+        keyHash: hashKey(namespaceKey),
+      });
+      if (!ok) throw new TallyError('NAMESPACE_TAKEN');
+      requestLog(logger, request).info({ namespace }, 'namespace claimed');
+      reply.code(201);
+      return { namespace, namespace_key: namespaceKey };
     },
   );
 
@@ -113,6 +294,10 @@ export async function counterRoutes(
       const body = asObject(request.body, BATCH_FIELDS);
       const items = parseBatch(body.increments);
       const consistency = parseConsistency(request.query);
+      await access.batch(
+        bearerOf(request),
+        items.map((i) => i.name),
+      );
       return once(
         request,
         reply,
@@ -128,34 +313,6 @@ export async function counterRoutes(
     },
   );
 
-  app.get<NameParams>(
-    '/api/v1/counters/:name',
-    { schema: { response: { 200: valueReply } }, config: { cors: true } },
-    async (request) => {
-      const name = assertName(request.params.name);
-      return counters.get(name, parseConsistency(request.query));
-    },
-  );
-
-  app.put<NameParams & { Body: unknown }>('/api/v1/counters/:name', async (request) => {
-    requireAdmin(request);
-    const name = assertName(request.params.name);
-    const body = asObject(request.body, SET_FIELDS);
-    if (body.value === undefined) throw new TallyError('INVALID_BODY', 'The body needs "value"');
-    const value = assertValue(body.value);
-    await counters.set(name, value);
-    requestLog(logger, request).info({ counter: name, value }, 'counter set');
-    return { name, value };
-  });
-
-  app.delete<NameParams>('/api/v1/counters/:name', async (request) => {
-    requireAdmin(request);
-    const name = assertName(request.params.name);
-    const deleted = await counters.delete(name);
-    requestLog(logger, request).info({ counter: name, deleted }, 'counter deleted');
-    return { name, deleted };
-  });
-
   app.get<{ Querystring: Record<string, unknown> }>(
     '/api/v1/counters',
     { config: { cors: true } },
@@ -168,22 +325,102 @@ export async function counterRoutes(
           '"prefix" must be up to 128 characters of A-Za-z0-9_.:-',
         );
       }
-      let limit = 100;
-      if (q.limit !== undefined) {
-        limit = typeof q.limit === 'string' && /^\d{1,4}$/.test(q.limit) ? Number(q.limit) : 0;
-        if (limit < 1 || limit > 1000)
-          throw new TallyError('INVALID_QUERY', '"limit" must be an integer from 1 to 1000');
-      }
-      const cursor = q.cursor;
-      if (
-        cursor !== undefined &&
-        (typeof cursor !== 'string' || !/^[A-Za-z0-9_-]{0,200}$/.test(cursor))
-      ) {
-        throw new TallyError('INVALID_QUERY', '"cursor" is not a cursor this API returned');
-      }
-      return counters.list({ prefix, limit, cursor });
+      return counters.list({ prefix, ...parsePage(q) });
     },
   );
+
+  app.get<{ Params: { ns: string }; Querystring: Record<string, unknown> }>(
+    '/api/v1/namespaces/:ns/counters',
+    { config: { cors: true } },
+    async (request) => {
+      const namespace = assertPart(request.params.ns);
+      // Default-namespace names are the flat ones: the whole index, without namespaced names
+      // (so a page may hold fewer than `limit`; follow nextCursor).
+      const prefix = namespace === DEFAULT_NAMESPACE ? '' : `${namespace}/`;
+      const page = await counters.list({ prefix, ...parsePage(request.query) });
+      const items = page.items
+        .filter((i) => namespace !== DEFAULT_NAMESPACE || !i.name.includes('/'))
+        .map((i) => ({ ...namespaced.naming(i.name), value: i.value }));
+      return { items, nextCursor: page.nextCursor };
+    },
+  );
+}
+
+/** What a create asks for, checked. */
+export interface CreateOptions {
+  readonly value: number;
+  readonly enableReset: boolean;
+  readonly lowerBound: number;
+  readonly upperBound: number;
+}
+
+/**
+ * Reads create options from a body or a query (`value`, `enable_reset`, `update_lowerbound`,
+ * `update_upperbound`); numbers may come as query strings.
+ */
+export function parseCreate(
+  input: Record<string, unknown>,
+  defaultValue: number,
+  bounds: { lowerBound: number; upperBound: number },
+): CreateOptions {
+  const num = (v: unknown, field: string, fallback: number, check: typeof assertBy) =>
+    v === undefined
+      ? fallback
+      : check(typeof v === 'string' && /^-?\d{1,16}$/.test(v) ? Number(v) : v, field);
+  const value = num(input.value, 'value', defaultValue, (v) => assertValue(v));
+  const lowerBound = num(input.update_lowerbound, 'update_lowerbound', bounds.lowerBound, assertBy);
+  const upperBound = num(input.update_upperbound, 'update_upperbound', bounds.upperBound, assertBy);
+  if (lowerBound > upperBound) {
+    throw new TallyError(
+      'INVALID_BODY',
+      '"update_lowerbound" must not be above "update_upperbound"',
+    );
+  }
+  const r = input.enable_reset;
+  if (
+    r !== undefined &&
+    typeof r !== 'boolean' &&
+    r !== 'true' &&
+    r !== 'false' &&
+    r !== '1' &&
+    r !== '0'
+  ) {
+    throw new TallyError('INVALID_BODY', '"enable_reset" must be true or false');
+  }
+  return { value, enableReset: r === true || r === 'true' || r === '1', lowerBound, upperBound };
+}
+
+/** Creates a counter with a fresh admin key; the key, or undefined when it exists. */
+export async function createCounter(
+  counters: CounterService,
+  name: string,
+  options: CreateOptions,
+): Promise<string | undefined> {
+  const adminKey = newKey();
+  const ok = await counters.create(name, options.value, {
+    created: Date.now(),
+    enableReset: options.enableReset,
+    lowerBound: options.lowerBound,
+    upperBound: options.upperBound,
+    keyHash: hashKey(adminKey),
+  });
+  return ok ? adminKey : undefined;
+}
+
+/** `limit` (1-1000, default 100) and `cursor` of a list query. */
+function parsePage(q: Record<string, unknown>): { limit: number; cursor?: string } {
+  let limit = 100;
+  if (q.limit !== undefined) {
+    limit = typeof q.limit === 'string' && /^\d{1,4}$/.test(q.limit) ? Number(q.limit) : 0;
+    if (limit < 1 || limit > 1000)
+      throw new TallyError('INVALID_QUERY', '"limit" must be an integer from 1 to 1000');
+  }
+  const cursor = q.cursor;
+  if (cursor === undefined) return { limit };
+  if (typeof cursor !== 'string' || !/^[A-Za-z0-9_-]{0,300}$/.test(cursor)) {
+    throw new TallyError('INVALID_QUERY', '"cursor" is not a cursor this API returned');
+  }
+  return { limit, cursor };
 }
 
 function parseConsistency(query: Record<string, unknown>): Consistency {
@@ -204,7 +441,11 @@ function parseBatch(raw: unknown): Increment[] {
         throw new TallyError('INVALID_BODY', 'each increment must be an object');
       }
       const item = asObject(entry, ITEM_FIELDS);
-      items[i] = { name: assertName(item.name), by: item.by === undefined ? 1 : assertBy(item.by) };
+      const name = parseCounterRef(item.name);
+      if (name === undefined) {
+        throw new TallyError('INVALID_NAME', '"name" must be a counter name or "namespace/key"');
+      }
+      items[i] = { name, by: item.by === undefined ? 1 : assertBy(item.by) };
     } catch (err) {
       if (err instanceof TallyError)
         throw new TallyError(err.code, `increments[${i}]: ${err.message}`);

@@ -3,6 +3,7 @@ import { inRange } from '../../domain.js';
 import {
   type Batch,
   type BatchResult,
+  type CounterInfo,
   decideClaim,
   decodeCursor,
   encodeCursor,
@@ -18,6 +19,10 @@ export class MemoryStore implements Store {
   readonly kind = 'memory';
   private readonly counters = new Map<string, number>();
   private readonly seqs = new Map<string, number>();
+  /** Settings recorded by `create`, and the time of each counter's last write. */
+  private readonly metas = new Map<string, string>();
+  private readonly touched = new Map<string, number>();
+  private readonly namespaces = new Map<string, string>();
   private readonly keys = new Map<
     string,
     { fingerprint: string; result: string | null; expiresAt: number }
@@ -42,6 +47,7 @@ export class MemoryStore implements Store {
       const next = current + delta;
       if (inRange(next)) {
         this.counters.set(name, next);
+        this.touched.set(name, Date.now());
         values.set(name, next);
       } else {
         rejected.push(name);
@@ -65,11 +71,55 @@ export class MemoryStore implements Store {
   async set(name: string, value: number): Promise<void> {
     this.assertOpen();
     this.counters.set(name, value);
+    this.touched.set(name, Date.now());
   }
 
   async delete(name: string): Promise<boolean> {
     this.assertOpen();
-    return this.counters.delete(name);
+    const existed = this.counters.delete(name) || this.metas.has(name);
+    this.metas.delete(name);
+    this.touched.delete(name);
+    return existed;
+  }
+
+  async create(name: string, value: number, meta: string): Promise<boolean> {
+    this.assertOpen();
+    if (this.counters.has(name) || this.metas.has(name)) return false;
+    this.counters.set(name, value);
+    this.metas.set(name, meta);
+    this.touched.set(name, Date.now());
+    return true;
+  }
+
+  async describe(name: string): Promise<CounterInfo | undefined> {
+    this.assertOpen();
+    const value = this.counters.get(name);
+    const meta = this.metas.get(name) ?? null;
+    if (value === undefined && meta === null) return undefined;
+    return { value: value ?? 0, meta, touchedAt: this.touched.get(name) ?? null };
+  }
+
+  async claimNamespace(namespace: string, record: string): Promise<boolean> {
+    this.assertOpen();
+    if (this.namespaces.has(namespace)) return false;
+    this.namespaces.set(namespace, record);
+    return true;
+  }
+
+  async namespaceRecord(namespace: string): Promise<string | undefined> {
+    this.assertOpen();
+    return this.namespaces.get(namespace);
+  }
+
+  async expireIdle(cutoff: number, limit: number): Promise<string[]> {
+    this.assertOpen();
+    const expired: string[] = [];
+    for (const [name, at] of this.touched) {
+      if (expired.length >= limit) break;
+      if (at < cutoff) expired.push(name);
+    }
+    for (const name of expired) void this.delete(name);
+    return expired;
   }
 
   async list(options: ListOptions = {}): Promise<ListPage> {

@@ -99,6 +99,8 @@ export interface OpenRedisOptions {
   readonly waitReplicas?: number;
   /** See RedisStoreOptions.waitTimeoutMs, in ms. @default 1000 */
   readonly waitTimeoutMs?: number;
+  /** Record each counter's last write, so idle ones can expire. @default false */
+  readonly trackLastWrite?: boolean;
 }
 
 /** Opens the store for TALLY_STORE=redis or redis-cluster. */
@@ -112,6 +114,7 @@ export async function createRedisStore(config: Config): Promise<Store> {
     waitTimeoutMs: config.redisWaitTimeoutMs,
     sentinels: config.redisSentinels,
     sentinelName: config.redisSentinelName,
+    trackLastWrite: config.expireIdle !== undefined,
   });
 }
 
@@ -223,6 +226,7 @@ export async function openRedisStore(options: OpenRedisOptions): Promise<RedisSt
     allowEviction: options.allowEviction ?? false,
     waitReplicas: options.waitReplicas ?? 0,
     waitTimeoutMs: options.waitTimeoutMs ?? 1000,
+    trackLastWrite: options.trackLastWrite ?? false,
   });
   const problem = await store.checkEviction().catch(() => undefined);
   if (problem !== undefined) {

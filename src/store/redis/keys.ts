@@ -16,6 +16,10 @@ export interface ShardKeys {
   readonly version: string;
   /** Prefix of the counter STRING keys (`<base>c:<name>`). */
   readonly counterPrefix: string;
+  /** Prefix of the STRING keys holding created counters' settings (`<base>m:<name>`, JSON). */
+  readonly metaPrefix: string;
+  /** ZSET counter name → time of its last write (ms), kept while counters expire. */
+  readonly touched: string;
 }
 
 /**
@@ -51,6 +55,8 @@ export class KeyLayout {
         names: `${base}names`,
         version: `${base}ver`,
         counterPrefix: `${base}c:`,
+        metaPrefix: `${base}m:`,
+        touched: `${base}touched`,
       });
     }
     this.shards = shards;
@@ -76,6 +82,11 @@ export class KeyLayout {
   idempotencyKeys(key: string): { readonly record: string; readonly live: string } {
     const { base } = this.shardOf(key);
     return { record: `${base}idem:${key}`, live: `${base}idem-live` };
+  }
+
+  /** STRING of one namespace's claim (JSON), in the namespace's own slot. */
+  namespaceKey(namespace: string): string {
+    return `${this.prefix}{n:${namespace}}:claim`;
   }
 
   /**

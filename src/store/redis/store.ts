@@ -4,6 +4,7 @@ import type { Cluster, Redis } from 'ioredis';
 import {
   type Batch,
   type BatchResult,
+  type CounterInfo,
   type ChangeListener,
   decodeCursor,
   encodeCursor,
@@ -15,15 +16,16 @@ import {
 } from '../interface.js';
 import { ChangeFeed, type VersionedValue } from './feed.js';
 import { KeyLayout, type ShardKeys } from './keys.js';
-import { APPLY_BATCH_LUA } from './lua/apply-batch-3.js';
+import { APPLY_BATCH_LUA } from './lua/apply-batch-4.js';
 import { CLAIM_INSTANCE_LUA } from './lua/claim-instance-1.js';
 import { CLAIM_KEY_LUA } from './lua/claim-key-2.js';
 import { COMPLETE_KEY_LUA } from './lua/complete-key-2.js';
-import { DELETE_COUNTER_LUA } from './lua/delete-counter-3.js';
+import { CREATE_COUNTER_LUA } from './lua/create-counter-5.js';
+import { DELETE_COUNTER_LUA } from './lua/delete-counter-5.js';
 import { RELEASE_INSTANCE_LUA } from './lua/release-instance-1.js';
 import { RELEASE_KEY_LUA } from './lua/release-key-2.js';
 import { RENEW_INSTANCE_LUA } from './lua/renew-instance-1.js';
-import { SET_COUNTER_LUA } from './lua/set-counter-3.js';
+import { SET_COUNTER_LUA } from './lua/set-counter-4.js';
 
 /** A connected ioredis client: one node or a whole cluster. */
 export type RedisClient = Redis | Cluster;
@@ -33,6 +35,7 @@ interface ScriptCommands {
   tallyApplyBatch(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
   tallySetCounter(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
   tallyDeleteCounter(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
+  tallyCreateCounter(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
   tallyClaimKey(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
   tallyCompleteKey(numKeys: number, keys: string[], args: string[]): Promise<unknown>;
   tallyReleaseKey(numKeys: number, keys: string[]): Promise<unknown>;
@@ -77,6 +80,11 @@ export interface RedisStoreOptions {
   readonly waitReplicas?: number;
   /** Longest `WAIT` for replicas, in ms. @default 1000 */
   readonly waitTimeoutMs?: number;
+  /**
+   * Record each counter's last write (a ZSET per shard) so `expireIdle` can find idle ones. One
+   * more command per batch: set it only when counters expire. @default false
+   */
+  readonly trackLastWrite?: boolean;
 }
 
 /**
@@ -95,6 +103,8 @@ export class RedisStore implements Store {
   /** Tags this store's messages so `watch` skips them. */
   private readonly origin = randomBytes(6).toString('hex');
   private readonly feed: ChangeFeed;
+  /** The scripts' flag: '1' when each write records its time (counters expire). */
+  private readonly track: string;
   private lastRecycleAt = 0;
   private closed = false;
   /** Why Redis is refused: it may evict keys. Set by `checkEviction`, cleared when fixed. */
@@ -106,6 +116,7 @@ export class RedisStore implements Store {
     this.kind = this.layout.shards.length === 1 ? 'redis' : 'redis-cluster';
     this.commandTimeoutMs = options.commandTimeoutMs ?? 2000;
     this.perCounterMs = options.batchTimeoutPerCounterMs ?? 0.05;
+    this.track = options.trackLastWrite === true ? '1' : '0';
     this.feed = new ChangeFeed({
       createSubscriber: options.createSubscriber,
       channel: this.layout.channel,
@@ -120,6 +131,7 @@ export class RedisStore implements Store {
     client.defineCommand('tallyApplyBatch', { lua: APPLY_BATCH_LUA });
     client.defineCommand('tallySetCounter', { lua: SET_COUNTER_LUA });
     client.defineCommand('tallyDeleteCounter', { lua: DELETE_COUNTER_LUA });
+    client.defineCommand('tallyCreateCounter', { lua: CREATE_COUNTER_LUA });
     client.defineCommand('tallyClaimKey', { lua: CLAIM_KEY_LUA });
     client.defineCommand('tallyCompleteKey', { lua: COMPLETE_KEY_LUA });
     client.defineCommand('tallyReleaseKey', { lua: RELEASE_KEY_LUA });
@@ -153,13 +165,14 @@ export class RedisStore implements Store {
   }
 
   private async applyShard(shard: ShardKeys, names: string[], batch: Batch): Promise<BatchResult> {
-    const keys = [shard.seq, shard.names, shard.version];
+    const keys = [shard.seq, shard.names, shard.version, shard.touched];
     const args = [
       batch.instanceId,
       String(batch.seq),
       this.layout.channel,
       `${this.origin} ${shard.index}`,
       String(Buffer.byteLength(shard.counterPrefix)),
+      this.track,
     ];
     for (const name of names) {
       keys.push(shard.counterPrefix + name);
@@ -209,9 +222,9 @@ export class RedisStore implements Store {
     const shard = this.layout.shardOf(name);
     const reply = await this.timed(
       this.client.tallySetCounter(
-        3,
-        [shard.counterPrefix + name, shard.names, shard.version],
-        [String(value), name, this.layout.channel, `${this.origin} ${shard.index}`],
+        4,
+        [shard.counterPrefix + name, shard.names, shard.version, shard.touched],
+        [String(value), name, this.layout.channel, `${this.origin} ${shard.index}`, this.track],
       ),
       'set',
     );
@@ -221,20 +234,125 @@ export class RedisStore implements Store {
 
   async delete(name: string): Promise<boolean> {
     this.assertUsable();
+    return this.deleteIf(name, '', 'delete');
+  }
+
+  /** Deletes a counter, or with a cutoff only one last written before it; true if it did. */
+  private async deleteIf(name: string, cutoff: string, what: string): Promise<boolean> {
     const shard = this.layout.shardOf(name);
     const reply = await this.timed(
       this.client.tallyDeleteCounter(
-        3,
-        [shard.counterPrefix + name, shard.names, shard.version],
-        [name, this.layout.channel, `${this.origin} ${shard.index}`],
+        5,
+        [
+          shard.counterPrefix + name,
+          shard.names,
+          shard.version,
+          shard.metaPrefix + name,
+          shard.touched,
+        ],
+        [name, this.layout.channel, `${this.origin} ${shard.index}`, cutoff],
       ),
-      'delete',
+      what,
     );
-    if (!Array.isArray(reply) || reply.length !== 2) throw badReply('delete', reply);
+    if (!Array.isArray(reply) || reply.length !== 2) throw badReply(what, reply);
     const existed = Number(reply[0]) === 1;
     if (existed) this.feed.newest(name, Number(reply[1]), 0);
-    await this.replicated('delete');
+    await this.replicated(what);
     return existed;
+  }
+
+  async create(name: string, value: number, meta: string): Promise<boolean> {
+    this.assertUsable();
+    const shard = this.layout.shardOf(name);
+    const reply = await this.timed(
+      this.client.tallyCreateCounter(
+        5,
+        [
+          shard.counterPrefix + name,
+          shard.names,
+          shard.version,
+          shard.metaPrefix + name,
+          shard.touched,
+        ],
+        [
+          String(value),
+          name,
+          this.layout.channel,
+          `${this.origin} ${shard.index}`,
+          meta,
+          this.track,
+        ],
+      ),
+      'create',
+    );
+    if (!Array.isArray(reply) || reply.length !== 2) throw badReply('create', reply);
+    const created = Number(reply[0]) === 1;
+    if (created) this.feed.newest(name, Number(reply[1]), value);
+    await this.replicated('create');
+    return created;
+  }
+
+  async describe(name: string): Promise<CounterInfo | undefined> {
+    this.assertUsable();
+    const shard = this.layout.shardOf(name);
+    // Three reads of one slot; not atomic, which a description need not be.
+    const [raw, meta, touched] = await this.timed(
+      Promise.all([
+        this.client.get(shard.counterPrefix + name),
+        this.client.get(shard.metaPrefix + name),
+        this.client.zscore(shard.touched, name),
+      ]),
+      'describe',
+    );
+    if (raw === null && meta === null) return undefined;
+    return {
+      value: parseValue(name, raw),
+      meta,
+      touchedAt: touched === null ? null : Number(touched),
+    };
+  }
+
+  async claimNamespace(namespace: string, record: string): Promise<boolean> {
+    this.assertUsable();
+    const ok = await this.timed(
+      this.client.set(this.layout.namespaceKey(namespace), record, 'NX'),
+      'claimNamespace',
+    );
+    await this.replicated('claimNamespace');
+    return ok === 'OK';
+  }
+
+  async namespaceRecord(namespace: string): Promise<string | undefined> {
+    this.assertUsable();
+    const raw = await this.timed(
+      this.client.get(this.layout.namespaceKey(namespace)),
+      'namespaceRecord',
+    );
+    return raw ?? undefined;
+  }
+
+  async expireIdle(cutoff: number, limit: number): Promise<string[]> {
+    this.assertUsable();
+    const expired: string[] = [];
+    for (const shard of this.layout.shards) {
+      if (expired.length >= limit) break;
+      const names = await this.timed(
+        this.client.zrangebyscore(
+          shard.touched,
+          '-inf',
+          `(${cutoff}`,
+          'LIMIT',
+          0,
+          limit - expired.length,
+        ),
+        'expireIdle',
+      );
+      for (const name of names) {
+        // Re-checked in the script: a write since the read keeps the counter.
+        if (await this.deleteIf(name, String(cutoff), 'expireIdle')) expired.push(name);
+      }
+    }
+    return expired;
   }
 
   async list(options: ListOptions = {}): Promise<ListPage> {

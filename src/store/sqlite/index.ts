@@ -7,6 +7,7 @@ import { inRange } from '../../domain.js';
 import {
   type Batch,
   type BatchResult,
+  type CounterInfo,
   decideClaim,
   decodeCursor,
   encodeCursor,
@@ -35,6 +36,12 @@ export interface SqliteStoreOptions {
   readonly busyRetryMs?: number;
   /** How long opening retries (synchronously) while the database is locked, in ms. @default 5000 */
   readonly openRetryMs?: number;
+  /**
+   * Index counters by their last write, so `expireIdle` finds idle ones without a full scan.
+   * Costs an index update per counter per batch: set it only when counters expire.
+   * @default false
+   */
+  readonly indexLastWrite?: boolean;
 }
 
 /**
@@ -50,11 +57,19 @@ export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly stmt: {
     getValue: Database.Statement<[string], { value: number }>;
-    addDelta: Database.Statement<[string, number]>;
+    addDelta: Database.Statement<[string, number, number]>;
     getSeq: Database.Statement<[string], { seq: number }>;
     putSeq: Database.Statement<[string, number]>;
-    setValue: Database.Statement<[string, number]>;
+    setValue: Database.Statement<[string, number, number]>;
     deleteValue: Database.Statement<[string]>;
+    create: Database.Statement<[string, number, string, number]>;
+    describe: Database.Statement<
+      [string],
+      { value: number; meta: string | null; touched_at: number | null }
+    >;
+    expire: Database.Statement<[number, number], { name: string }>;
+    putNamespace: Database.Statement<[string, string]>;
+    getNamespace: Database.Statement<[string], { record: string }>;
     list: Database.Statement<[string, string, string, number], { name: string; value: number }>;
     getKey: Database.Statement<
       [string],
@@ -129,6 +144,10 @@ export class SqliteStore implements Store {
         BEGIN UPDATE idempotency_count SET n = n + 1 WHERE id = 1; END;
       CREATE TRIGGER IF NOT EXISTS idempotency_key_removed AFTER DELETE ON idempotency_keys
         BEGIN UPDATE idempotency_count SET n = n - 1 WHERE id = 1; END;
+      CREATE TABLE IF NOT EXISTS namespaces (
+        namespace TEXT PRIMARY KEY,
+        record    TEXT NOT NULL
+      ) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS instances (
         instance_id TEXT PRIMARY KEY,
         epoch       INTEGER NOT NULL,
@@ -137,11 +156,13 @@ export class SqliteStore implements Store {
       ) WITHOUT ROWID;
     `),
     );
+    whileBusy(openRetryMs, () => this.migrate(options.indexLastWrite === true));
     this.stmt = {
       getValue: this.db.prepare('SELECT value FROM counters WHERE name = ?'),
       addDelta: this.db.prepare(
-        'INSERT INTO counters (name, value) VALUES (?, ?) ' +
-          'ON CONFLICT (name) DO UPDATE SET value = value + excluded.value',
+        'INSERT INTO counters (name, value, touched_at) VALUES (?, ?, ?) ' +
+          'ON CONFLICT (name) DO UPDATE SET value = value + excluded.value, ' +
+          'touched_at = excluded.touched_at',
       ),
       getSeq: this.db.prepare('SELECT seq FROM batches WHERE instance_id = ?'),
       putSeq: this.db.prepare(
@@ -149,10 +170,24 @@ export class SqliteStore implements Store {
           'ON CONFLICT (instance_id) DO UPDATE SET seq = excluded.seq',
       ),
       setValue: this.db.prepare(
-        'INSERT INTO counters (name, value) VALUES (?, ?) ' +
-          'ON CONFLICT (name) DO UPDATE SET value = excluded.value',
+        'INSERT INTO counters (name, value, touched_at) VALUES (?, ?, ?) ' +
+          'ON CONFLICT (name) DO UPDATE SET value = excluded.value, touched_at = excluded.touched_at',
       ),
       deleteValue: this.db.prepare('DELETE FROM counters WHERE name = ?'),
+      create: this.db.prepare(
+        'INSERT INTO counters (name, value, meta, touched_at) VALUES (?, ?, ?, ?) ' +
+          'ON CONFLICT (name) DO NOTHING',
+      ),
+      describe: this.db.prepare('SELECT value, meta, touched_at FROM counters WHERE name = ?'),
+      // One statement: a counter written after the cutoff is no longer selected.
+      expire: this.db.prepare(
+        'DELETE FROM counters WHERE name IN ' +
+          '(SELECT name FROM counters WHERE touched_at < ? LIMIT ?) RETURNING name',
+      ),
+      putNamespace: this.db.prepare(
+        'INSERT INTO namespaces (namespace, record) VALUES (?, ?) ON CONFLICT DO NOTHING',
+      ),
+      getNamespace: this.db.prepare('SELECT record FROM namespaces WHERE namespace = ?'),
       // prefix, upper bound of the prefix range, cursor (exclusive), limit
       list: this.db.prepare(
         'SELECT name, value FROM counters WHERE name >= ? AND name < ? AND name > ? ' +
@@ -231,12 +266,13 @@ export class SqliteStore implements Store {
     const rejected: string[] = [];
     const last = this.stmt.getSeq.get(batch.instanceId)?.seq ?? 0;
     const duplicate = batch.seq <= last;
+    const now = Date.now();
     for (const [name, delta] of batch.deltas) {
       const current = this.stmt.getValue.get(name)?.value ?? 0;
       if (duplicate) {
         values.set(name, current);
       } else if (inRange(current + delta)) {
-        this.stmt.addDelta.run(name, delta);
+        this.stmt.addDelta.run(name, delta, now);
         values.set(name, current + delta);
       } else {
         rejected.push(name);
@@ -256,7 +292,58 @@ export class SqliteStore implements Store {
   }
 
   async set(name: string, value: number): Promise<void> {
-    await this.unlocked('set', () => this.stmt.setValue.run(name, value));
+    await this.unlocked('set', () => this.stmt.setValue.run(name, value, Date.now()));
+  }
+
+  async create(name: string, value: number, meta: string): Promise<boolean> {
+    return this.unlocked(
+      'create',
+      () => this.stmt.create.run(name, value, meta, Date.now()).changes === 1,
+    );
+  }
+
+  async describe(name: string): Promise<CounterInfo | undefined> {
+    const row = await this.unlocked('describe', () => this.stmt.describe.get(name));
+    return row && { value: row.value, meta: row.meta, touchedAt: row.touched_at };
+  }
+
+  async claimNamespace(namespace: string, record: string): Promise<boolean> {
+    return this.unlocked(
+      'claimNamespace',
+      () => this.stmt.putNamespace.run(namespace, record).changes === 1,
+    );
+  }
+
+  async namespaceRecord(namespace: string): Promise<string | undefined> {
+    return this.unlocked('namespaceRecord', () => this.stmt.getNamespace.get(namespace)?.record);
+  }
+
+  async expireIdle(cutoff: number, limit: number): Promise<string[]> {
+    const rows = await this.unlocked('expireIdle', () => this.stmt.expire.all(cutoff, limit));
+    return rows.map((r) => r.name);
+  }
+
+  /**
+   * Brings a file from an older Tally up to this schema: counters gained `meta` (settings of
+   * created counters) and `touched_at` (last write; counters that predate it start their idle
+   * time now). Columns are added, never rewritten, so an older Tally still reads the file.
+   */
+  private migrate(indexLastWrite: boolean): void {
+    const columns = new Set(
+      (this.db.pragma('table_info(counters)') as { name: string }[]).map((c) => c.name),
+    );
+    this.db
+      .transaction(() => {
+        if (!columns.has('meta')) this.db.exec('ALTER TABLE counters ADD COLUMN meta TEXT');
+        if (!columns.has('touched_at')) {
+          this.db.exec('ALTER TABLE counters ADD COLUMN touched_at INTEGER');
+          this.db.prepare('UPDATE counters SET touched_at = ?').run(Date.now());
+        }
+      })
+      .immediate();
+    if (indexLastWrite) {
+      this.db.exec('CREATE INDEX IF NOT EXISTS counters_touched ON counters (touched_at)');
+    }
   }
 
   async delete(name: string): Promise<boolean> {
