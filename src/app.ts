@@ -20,6 +20,9 @@ import {
   clientAddressOf,
   rateLimitFor,
 } from './http/rate-limit.js';
+import { abacusRoutes } from './http/routes/compat/abacus.js';
+import { countapiRoutes } from './http/routes/compat/countapi.js';
+import type { CompatOptions } from './http/routes/compat/shared.js';
 import { counterRoutes, valueReply } from './http/routes/counters.js';
 import { eventRoutes } from './http/routes/events.js';
 import { healthRoutes } from './http/routes/health.js';
@@ -157,6 +160,10 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     const clientOf = clientAddressOf(config.trustProxy);
     const rateLimit = rateLimitFor(config.rateLimit, config.host, AUTO_HIT_LIMIT);
     const createLimit = rateLimitFor(config.createRateLimit, config.host, AUTO_CREATE_LIMIT);
+    // One budget per client across the native and the compatible routes.
+    const limiter = rateLimit === undefined ? undefined : new ClientLimiter(rateLimit, clientOf);
+    const createLimiter =
+      createLimit === undefined ? undefined : new ClientLimiter(createLimit, clientOf);
     const access = new Access(
       config.adminToken,
       counters.settings,
@@ -190,10 +197,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       access,
       logger,
       cors,
-      ...(rateLimit === undefined ? {} : { limiter: new ClientLimiter(rateLimit, clientOf) }),
-      ...(createLimit === undefined
-        ? {}
-        : { createLimiter: new ClientLimiter(createLimit, clientOf) }),
+      ...(limiter === undefined ? {} : { limiter }),
+      ...(createLimiter === undefined ? {} : { createLimiter }),
       ...(config.expireIdle === undefined ? {} : { expireIdleMs: config.expireIdle }),
     });
     await app.register(eventRoutes, {
@@ -206,6 +211,23 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       heartbeatMs: config.sseHeartbeatMs,
       cors,
     });
+    const compat: CompatOptions = {
+      counters,
+      access,
+      cors,
+      hub,
+      streams,
+      heartbeatMs: config.sseHeartbeatMs,
+      instanceId,
+      expireIdleMs: config.expireIdle,
+      ...(limiter === undefined ? {} : { limiter }),
+      ...(createLimiter === undefined ? {} : { createLimiter }),
+    };
+    await app.register(countapiRoutes, { ...compat, prefix: '/countapi' });
+    await app.register(abacusRoutes, { ...compat, prefix: '/abacus' });
+    // A client that only lets its host be changed finds one of them at the root too.
+    if (config.compatRoot === 'countapi') await app.register(countapiRoutes, compat);
+    if (config.compatRoot === 'abacus') await app.register(abacusRoutes, compat);
     await app.register(webRoutes, {
       flushIntervalMs: config.flushIntervalMs,
       frameAncestors: config.frameAncestors,

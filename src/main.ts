@@ -2,6 +2,7 @@
 /** @module main — the `tally` command: `serve` runs the server, the rest are HTTP clients. */
 import { Command, InvalidArgumentError } from 'commander';
 import { ClientError, call, counterPath } from './cli/client.js';
+import { type ImportFlags, importCommand } from './cli/import.js';
 import { ConfigError, type ConfigInput, loadConfig, SETTINGS } from './config.js';
 import { StartRefusedError } from './errors.js';
 import { serve } from './serve.js';
@@ -122,6 +123,20 @@ program
       return lines.join('\n');
     }),
   );
+
+program
+  .command('import <file>')
+  .description(
+    'set counters from a CSV or JSON list, e.g. values collected from CountAPI or Abacus ("-" reads stdin; admin)',
+  )
+  .option(...urlOption)
+  .option('--token <token>', 'admin token', process.env.TALLY_ADMIN_TOKEN)
+  .option('--format <format>', 'csv or json (default: from the extension, else the content)')
+  .option('--dry-run', 'print what would change and write nothing')
+  .option('--concurrency <n>', 'counters read and set at once (1-64)', '8')
+  .action(async (file: string, o: ImportFlags) => {
+    process.exitCode = await importCommand(file, o);
+  });
 
 async function run(fn: () => Promise<string>): Promise<void> {
   try {

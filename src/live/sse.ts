@@ -9,6 +9,11 @@ export interface EventStreamOptions {
   readonly retryMs?: number;
   /** Called once when the stream ends for any reason. */
   readonly onClose: () => void;
+  /**
+   * Frames carry only `data:` (no `id:` or `event:` line), so EventSource's `onmessage` gets
+   * them: the Abacus-compatible stream. @default false
+   */
+  readonly unnamed?: boolean;
 }
 
 /** An open stream: send events, or end it. */
@@ -43,9 +48,12 @@ export function openEventStream(res: ServerResponse, options: EventStreamOptions
   const held = new Map<string, string>();
   let heldBytes = 0;
 
+  const unnamed = options.unnamed === true;
   const write = (event: string, json: string) => {
     id++;
-    backedUp = !res.write(`id: ${id}\nevent: ${event}\ndata: ${json}\n\n`);
+    backedUp = !res.write(
+      unnamed ? `data: ${json}\n\n` : `id: ${id}\nevent: ${event}\ndata: ${json}\n\n`,
+    );
   };
   const release = () => {
     for (const [event, json] of held) {

@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Consistency, CounterService } from '../../counters/service.js';
+import { hashKey, newKey } from '../../counters/settings.js';
 import {
   counterName,
   DEFAULT_NAMESPACE,
@@ -13,7 +14,6 @@ import {
 import { TallyError } from '../../errors.js';
 import { type Logger, requestLog } from '../../obs/logger.js';
 import type { Metrics } from '../../obs/metrics.js';
-import { hashKey, newKey } from '../../counters/settings.js';
 import { type Access, bearerOf } from '../access.js';
 import type { CorsPolicy } from '../cors.js';
 import { type IdempotencyKeys, parseIdempotencyKey, type SavedAnswer } from '../idempotency.js';

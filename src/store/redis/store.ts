@@ -4,8 +4,8 @@ import type { Cluster, Redis } from 'ioredis';
 import {
   type Batch,
   type BatchResult,
-  type CounterInfo,
   type ChangeListener,
+  type CounterInfo,
   decodeCursor,
   encodeCursor,
   type InstanceClaim,

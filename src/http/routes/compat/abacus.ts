@@ -1,0 +1,295 @@
+/**
+ * @module http/routes/compat/abacus — the API of Abacus (the most used CountAPI replacement), so
+ * its clients keep working by changing only the base URL. Follows Abacus's code where its docs
+ * disagree with it (docs/compat.md lists each case). Bodies are written with their keys in
+ * alphabetical order, as Abacus's Go maps serialise.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { keyMatches } from '../../../counters/settings.js';
+import { counterName, DEFAULT_NAMESPACE, MAX_BY, MAX_VALUE } from '../../../domain.js';
+import { openEventStream } from '../../../live/sse.js';
+import { VERSION } from '../../../version.js';
+import { bearerOf } from '../../access.js';
+import { createCounter } from '../counters.js';
+import {
+  COMPAT_NAME_RE,
+  CompatError,
+  type CompatOptions,
+  callbackOf,
+  compatErrors,
+  goDuration,
+  publicRoute,
+  resolveReserved,
+  sendJsonp,
+} from './shared.js';
+
+type Req = FastifyRequest<{
+  Params: { ns?: string; key: string };
+  Querystring: Record<string, unknown>;
+}>;
+
+interface Path {
+  readonly namespace: string;
+  readonly key: string;
+  readonly name: string;
+}
+
+const NAME_PATTERN = '^[A-Za-z0-9_\\-.]{3,64}$';
+
+export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): Promise<void> {
+  const { counters, access, limiter, createLimiter, hub, streams } = opts;
+  const started = Date.now();
+  const commands = { create: 0, get: 0, hit: 0, total: 0 };
+  compatErrors(app, false);
+  app.addHook('onRequest', async () => {
+    commands.total++;
+  });
+
+  function pathOf(request: Req): Path {
+    const namespace = resolveReserved(request.params.ns ?? DEFAULT_NAMESPACE, request);
+    const key = resolveReserved(request.params.key, request);
+    check('namespace', namespace);
+    check('key', key);
+    return { namespace, key, name: counterName(namespace, key) } as Path;
+  }
+
+  /** Both forms of a route: `/op/:ns/:key`, and `/op/:key` in the default namespace. */
+  function route(
+    methods: ('GET' | 'POST')[],
+    op: string,
+    handler: (request: Req, reply: FastifyReply) => Promise<unknown>,
+    single = true,
+  ) {
+    for (const method of methods) {
+      app.route({ method, url: `/${op}/:ns/:key`, ...publicRoute, handler: handler as never });
+      if (single)
+        app.route({ method, url: `/${op}/:key`, ...publicRoute, handler: handler as never });
+    }
+  }
+
+  /** JSON, or JSONP when the request names a callback (hit and get, as Abacus). */
+  function maybeJsonp(request: Req, reply: FastifyReply, body: unknown): unknown {
+    const callback = callbackOf(request.query);
+    return callback === undefined ? body : sendJsonp(reply, callback, body);
+  }
+
+  // Abacus declares hit and get with both segments only.
+  route(
+    ['GET'],
+    'hit',
+    async (request, reply) => {
+      limiter?.take(request);
+      const path = pathOf(request);
+      commands.hit++;
+      const value = await counters.increment(path.name, 1, 'eventual');
+      return maybeJsonp(request, reply, { value });
+    },
+    false,
+  );
+
+  route(
+    ['GET'],
+    'get',
+    async (request, reply) => {
+      const path = pathOf(request);
+      commands.get++;
+      const found = await counters.describe(path.name);
+      if (found === undefined) throw new CompatError(404, 'Key not found');
+      return maybeJsonp(request, reply, { value: found.value });
+    },
+    false,
+  );
+
+  route(['GET', 'POST'], 'create', async (request, reply) => {
+    createLimiter?.take(request);
+    const path = pathOf(request);
+    commands.create++;
+    const raw = request.query.initializer;
+    const value = raw === undefined || raw === '' ? 0 : integerOf(raw, MAX_VALUE);
+    if (value === undefined) throw new CompatError(400, 'initializer must be a number');
+    await access.create(bearerOf(request), path.namespace);
+    const adminKey = await createCounter(counters, path.name, {
+      value,
+      enableReset: false,
+      lowerBound: 1,
+      upperBound: 1,
+    });
+    if (adminKey === undefined) {
+      throw new CompatError(409, 'Key already exists, please use a different key.');
+    }
+    reply.code(201);
+    return { admin_key: adminKey, key: path.key, namespace: path.namespace, value };
+  });
+
+  route(['GET'], 'info', async (request) => {
+    const path = pathOf(request);
+    const found = await counters.describe(path.name);
+    const fullKey = `K:${path.namespace}:${path.key}`;
+    if (found === undefined) {
+      // What Abacus answers for a key Redis does not have (TTL -2, kept as nanoseconds).
+      return {
+        exists: false,
+        expires_in: -2e-9,
+        expires_str: '-2ns',
+        full_key: fullKey,
+        is_genuine: true,
+        value: -1,
+      };
+    }
+    const idle = opts.expireIdleMs;
+    const left =
+      idle === undefined
+        ? undefined
+        : Math.max(0, (found.touchedAt ?? Date.now()) + idle - Date.now());
+    return {
+      exists: true,
+      // Without TALLY_EXPIRE_IDLE: Abacus's answer for a key without a TTL.
+      expires_in: left === undefined ? -1e-9 : left / 1000,
+      expires_str: left === undefined ? '-1ns' : goDuration(left),
+      full_key: fullKey,
+      is_genuine: found.settings === null,
+      value: found.value,
+    };
+  });
+
+  route(['POST'], 'set', async (request) => {
+    const value = valueParam(request, 'value must be a number', MAX_VALUE);
+    const path = pathOf(request);
+    await authorize(request, path);
+    await mustExist(path, 'Key does not exist, please use a different key.');
+    await counters.set(path.name, value);
+    return { value };
+  });
+
+  route(['POST'], 'reset', async (request) => {
+    const path = pathOf(request);
+    await authorize(request, path);
+    await mustExist(path, 'Key does not exist, please use a different key.');
+    await counters.set(path.name, 0);
+    return { value: 0 };
+  });
+
+  route(['POST'], 'update', async (request) => {
+    const by = valueParam(request, 'value must be a number, this means no floats.', MAX_BY);
+    if (by === 0) {
+      throw new CompatError(
+        400,
+        'changing value by 0 does nothing, please provide a non-zero value in the fmt of ?value=NEW_VALUE',
+      );
+    }
+    const path = pathOf(request);
+    await authorize(request, path);
+    await mustExist(path, 'Key does not exist, please first create it using /create.');
+    return { value: await counters.increment(path.name, by, 'eventual') };
+  });
+
+  route(['POST'], 'delete', async (request) => {
+    const path = pathOf(request);
+    await authorize(request, path);
+    await counters.delete(path.name);
+    return { message: `Deleted key: K:${path.namespace}:${path.key}`, status: 'ok' };
+  });
+
+  route(['GET'], 'stream', async (request, reply) => {
+    const path = pathOf(request);
+    const found = await counters.describe(path.name);
+    const origin = request.headers.origin;
+    if (origin !== undefined) opts.cors.apply(origin, (n, v) => reply.raw.setHeader(n, v));
+    reply.hijack();
+    let unsubscribe = () => {};
+    const stream = openEventStream(reply.raw, {
+      heartbeatMs: opts.heartbeatMs,
+      unnamed: true,
+      onClose: () => {
+        unsubscribe();
+        streams.delete(stream);
+      },
+    });
+    streams.add(stream);
+    unsubscribe = hub.subscribe(path.name, (value) => stream.send('value', { value }));
+    // As Abacus: the first frame only when the counter exists.
+    if (found !== undefined) stream.send('value', { value: found.value });
+  });
+
+  app.get('/stats', publicRoute, async () => ({
+    commands: { ...commands },
+    db_uptime: '',
+    db_version: '',
+    expired_keys__since_restart: '',
+    key_misses__since_restart: '',
+    shard: opts.instanceId,
+    // Abacus estimates this too; here: counters created through this instance since it started.
+    total_keys: commands.create,
+    uptime: goDuration(Date.now() - started),
+    version: VERSION,
+  }));
+
+  app.get('/healthcheck', publicRoute, async () => ({
+    status: 'ok',
+    uptime: goDuration(Date.now() - started),
+  }));
+
+  /**
+   * Abacus's ownership check: a token (Bearer, or `?token=`) equal to the counter's admin key.
+   * Tally's admin token and the namespace key count too.
+   */
+  async function authorize(request: Req, path: Path): Promise<void> {
+    const query = request.query.token;
+    const token =
+      bearerOf(request) ?? (typeof query === 'string' && query !== '' ? query : undefined);
+    if (token === undefined) {
+      throw new CompatError(
+        400,
+        'Token is required, please provide a token in the format of a Bearer token header or ?token=ADMIN_TOKEN',
+      );
+    }
+    if (access.isAdmin(token)) return;
+    const settings = await counters.settings.counter(path.name);
+    const claim = await counters.settings.namespace(path.namespace);
+    if (settings === null && claim === null) {
+      throw new CompatError(
+        400,
+        'This entry is genuine and does not have an admin key. You cannot delete it. If you wanted to delete it, you should have created it with the /create endpoint.',
+      );
+    }
+    if (settings !== null && keyMatches(token, settings.keyHash)) return;
+    if (claim !== null && keyMatches(token, claim.keyHash)) return;
+    throw new CompatError(401, 'token is invalid');
+  }
+
+  async function mustExist(path: Path, message: string): Promise<void> {
+    if ((await counters.describe(path.name)) === undefined) throw new CompatError(409, message);
+  }
+}
+
+/** Abacus's name checks, length first, namespace before key. */
+function check(what: 'namespace' | 'key', part: string | undefined): asserts part is string {
+  if (part === undefined || part.length < 3 || part.length > 64) {
+    throw new CompatError(
+      400,
+      `Invalid ${what}: length must be between 3 and 64 characters inclusive`,
+    );
+  }
+  if (!COMPAT_NAME_RE.test(part)) {
+    throw new CompatError(400, `Invalid ${what}: must match the pattern ${NAME_PATTERN}`);
+  }
+}
+
+function valueParam(request: Req, invalid: string, max: number): number {
+  const raw = request.query.value;
+  if (raw === undefined || raw === '') {
+    throw new CompatError(
+      400,
+      'value is required, please provide a number in the fmt of ?value=NEW_VALUE',
+    );
+  }
+  const n = integerOf(raw, max);
+  if (n === undefined) throw new CompatError(400, invalid);
+  return n;
+}
+
+function integerOf(raw: unknown, max: number): number | undefined {
+  if (typeof raw !== 'string' || !/^[+-]?\d{1,16}$/.test(raw)) return undefined;
+  const n = Number(raw);
+  return Number.isSafeInteger(n) && Math.abs(n) <= max ? n : undefined;
+}
