@@ -8,7 +8,8 @@
  * or the instructions per request each target's main thread executes, counted by valgrind:
  *   `tsx bench/hot.ts count <target> ... [--warmup 8000] [--requests 16000]`
  * where a target is `fastify` (the bare Fastify no-op route of bench/baselines/fastify-incr.ts)
- * or `<noop|increment|strong>[@patched/dist/main.js]`, each in its own process (build first).
+ * or `<noop|increment|strong>[+TALLY_X=v ...][@patched/dist/main.js]`, each in its own process
+ * (build first); `+TALLY_X=v` sets a variable for that target alone.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -108,6 +109,18 @@ async function hot(name: string): Promise<void> {
   if (values.profile) printProfiles(profileDir, name);
 }
 
+/** `name[+TALLY_X=v…][@main.js]`: the route, this target's own variables, a patched build. */
+function parseTarget(spec: string): {
+  name: string;
+  main: string | undefined;
+  extra: Record<string, string>;
+} {
+  const at = spec.indexOf('@');
+  const [name = '', ...pairs] = (at < 0 ? spec : spec.slice(0, at)).split('+');
+  const extra = Object.fromEntries(pairs.map((p) => p.split('=', 2) as [string, string]));
+  return { name, main: at < 0 ? undefined : resolve(spec.slice(at + 1)), extra };
+}
+
 /**
  * Interleaved rounds (order rotated each round) of the same load against every target; a
  * target's ratio is the median over rounds of its slice's rate over the first target's slice
@@ -122,8 +135,7 @@ async function compareTargets(specs: string[]): Promise<void> {
   const targets: Target[] = [];
   let redis: Service | undefined;
   for (const [i, spec] of specs.entries()) {
-    const at = spec.indexOf('@');
-    const name = at < 0 ? spec : spec.slice(0, at);
+    const { name, main, extra } = parseTarget(spec);
     let server: Service;
     let path: string;
     if (name === 'fastify') {
@@ -139,8 +151,8 @@ async function compareTargets(specs: string[]): Promise<void> {
       }
       server = await startTally({
         name: `hot-${i}`,
-        env,
-        ...(at < 0 ? {} : { main: resolve(spec.slice(at + 1)) }),
+        env: { ...env, ...extra },
+        ...(main === undefined ? {} : { main }),
       });
       path = route.path;
     }
@@ -213,8 +225,7 @@ async function countInstructions(specs: string[]): Promise<void> {
   const requests = Number(values.requests);
   let redis: Service | undefined;
   for (const [i, spec] of specs.entries()) {
-    const at = spec.indexOf('@');
-    const name = at < 0 ? spec : spec.slice(0, at);
+    const { name, main, extra } = parseTarget(spec);
     const route = name === 'fastify' ? ROUTES.noop : ROUTES[name as RouteName];
     if (route === undefined || name === 'batch') {
       process.stderr.write(`hot: unknown target "${spec}"\n`);
@@ -229,7 +240,7 @@ async function countInstructions(specs: string[]): Promise<void> {
       args = ['--import', 'tsx', join(ROOT, 'bench/baselines/fastify-incr.ts')];
       childEnv = { PORT: String(port), REDIS_URL: redis.url, KEY_PREFIX: 'hot:count:' };
     } else {
-      args = [at < 0 ? join(ROOT, 'dist/main.js') : resolve(spec.slice(at + 1)), 'serve'];
+      args = [main ?? join(ROOT, 'dist/main.js'), 'serve'];
       // What startTally sets, so the process is the one the other modes measure.
       childEnv = {
         TALLY_HOST: '127.0.0.1',
@@ -240,6 +251,7 @@ async function countInstructions(specs: string[]): Promise<void> {
         TALLY_BENCH_ROUTES: 'true',
         TALLY_WORKERS: '1',
         ...env,
+        ...extra,
         TALLY_PORT: String(port),
       };
     }

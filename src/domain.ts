@@ -46,10 +46,12 @@ export function splitName(name: string): { namespace: string; key: string } {
 export function parseCounterRef(ref: unknown): string | undefined {
   if (typeof ref !== 'string') return undefined;
   const slash = ref.indexOf('/');
-  if (slash < 0) return NAME_RE.test(ref) ? ref : undefined;
+  if (slash < 0) return isValidName(ref) ? ref : undefined;
   const namespace = ref.slice(0, slash);
   const key = ref.slice(slash + 1);
-  return isValidPart(namespace) && isValidPart(key) ? counterName(namespace, key) : undefined;
+  if (!isValidPart(namespace)) return undefined;
+  const valid = namespace === DEFAULT_NAMESPACE ? isValidName(key) : isValidPart(key);
+  return valid ? counterName(namespace, key) : undefined;
 }
 
 /** One increment of one counter. */
@@ -58,8 +60,13 @@ export interface Increment {
   readonly by: number;
 }
 
+/**
+ * A flat name, which is a key of the default namespace: the flat rule (up to 128 characters,
+ * `:` allowed, a letter or digit first) or the key rule (1-64 of `A-Za-z0-9_.-`), so every
+ * default-namespace key is reachable by both its routes.
+ */
 export function isValidName(name: unknown): name is string {
-  return typeof name === 'string' && NAME_RE.test(name);
+  return typeof name === 'string' && (NAME_RE.test(name) || PART_RE.test(name));
 }
 
 /** True when a counter may hold `value` (within ±(2^53-1)). */

@@ -14,6 +14,7 @@ export const LAYERS: ReadonlyArray<readonly string[]> = [
   [
     'domain.ts',
     'errors.ts',
+    'version.ts',
     'config.ts',
     'util/',
     'lock.ts',

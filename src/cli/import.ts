@@ -217,11 +217,18 @@ function parseJson(text: string, problems: string[]): ImportRow[] {
 /**
  * One counter of a JSON array: its value and its name, from `namespace`+`key` (CountAPI /info),
  * `name` (Tally), `full_key` "K:ns:key" (Abacus /info) or `path` "ns/key" (a /get answer with the
- * path it came from). Other fields are ignored; fields that name different counters are refused.
+ * path it came from). Other fields are ignored; fields that name different counters are refused,
+ * and so are the answers CountAPI and Abacus give for a missing counter.
  */
 function jsonRow(item: unknown): Omit<ImportRow, 'at'> {
   if (!isRecord(item)) {
     throw new RowProblem(`expected an object with a counter and its "value", found ${kind(item)}`);
+  }
+  if (item.value === null) {
+    // CountAPI's /get and /info answer a missing counter with `"value": null` (404).
+    throw new RowProblem(
+      '"value" is null: the counter did not exist where it was read; leave it out',
+    );
   }
   const names: [field: string, name: string][] = [];
   if (item.namespace !== undefined || item.key !== undefined) {
@@ -246,6 +253,12 @@ function jsonRow(item: unknown): Omit<ImportRow, 'at'> {
     if (other[1] !== first[1]) {
       throw new RowProblem(`"${first[0]}" names ${first[1]} but "${other[0]}" names ${other[1]}`);
     }
+  }
+  if (item.exists === false) {
+    // Abacus's /info answers a missing counter with `"exists": false, "value": -1`.
+    throw new RowProblem(
+      `${first[1]} did not exist where it was read ("exists": false); leave it out`,
+    );
   }
   if (item.value === undefined) throw new RowProblem(`${first[1]} has no "value"`);
   return { name: first[1], value: integerJson(item.value) };
@@ -357,7 +370,7 @@ function addressable(name: string): string {
   for (const part of [namespace, key]) {
     if (part === '.' || part === '..') {
       throw new RowProblem(
-        `${JSON.stringify(part)} cannot be used in a URL, so Tally cannot hold it`,
+        `${JSON.stringify(part)} cannot be sent in a URL path, so no route reaches it`,
       );
     }
   }

@@ -198,18 +198,39 @@ export class CounterService {
 
   /**
    * Deletes counters not written for `idleMs` (at most `limit` per call); returns their names.
-   * Pending increments of a counter keep it: it was written, only not stored yet.
+   * What this instance and its sibling workers accepted is flushed first, so a counter with an
+   * increment waiting here counts as written and stays.
    */
   async expireIdle(idleMs: number, limit: number): Promise<string[]> {
-    const names = await this.wrapStore(() => this.store.expireIdle(Date.now() - idleMs, limit));
+    await this.flushSiblings();
+    const names = await this.wrapStore(() =>
+      this.aggregator.exclusive(async () => {
+        const expired = await this.store.expireIdle(Date.now() - idleMs, limit);
+        for (const name of expired) this.aggregator.learn(name, 0);
+        return expired;
+      }),
+    );
     const changes = new Map<string, number>();
     for (const name of names) {
-      this.aggregator.learn(name, 0);
       this.settings.forget(name);
       changes.set(name, this.aggregator.estimate(name));
     }
     if (changes.size > 0) this.changed(changes);
     return names;
+  }
+
+  /**
+   * True when the namespace holds a counter: stored, or accepted here or by a sibling worker
+   * and not flushed yet (flushed first, so the store sees it).
+   */
+  async namespaceInUse(namespace: string): Promise<boolean> {
+    await this.flushSiblings();
+    return this.wrapStore(() =>
+      this.aggregator.exclusive(async () => {
+        const page = await this.store.list({ prefix: `${namespace}/`, limit: 1 });
+        return page.items.length > 0;
+      }),
+    );
   }
 
   /** Sibling workers' acknowledged increments reach the store before an admin write. */

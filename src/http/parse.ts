@@ -1,5 +1,5 @@
 /** @module http/parse — request input to values, each bad input with its stable error code. */
-import { isValidName, isValidPart, MAX_BY, MAX_VALUE } from '../domain.js';
+import { DEFAULT_NAMESPACE, isValidName, isValidPart, MAX_BY, MAX_VALUE } from '../domain.js';
 import { TallyError } from '../errors.js';
 
 export function assertName(name: unknown): string {
@@ -11,6 +11,15 @@ export function assertName(name: unknown): string {
 export function assertPart(part: unknown): string {
   if (!isValidPart(part)) throw new TallyError('INVALID_NAMESPACE');
   return part;
+}
+
+/**
+ * Checks a key of `namespace`: the key rule, or in the default namespace any flat name too (the
+ * same counter is reachable as `/api/v1/counters/<name>`).
+ */
+export function assertKey(namespace: string, key: unknown): string {
+  if (namespace === DEFAULT_NAMESPACE ? isValidName(key) : isValidPart(key)) return key as string;
+  throw new TallyError('INVALID_NAMESPACE');
 }
 
 /** Checks an increment amount: an integer with |by| ≤ MAX_BY. */

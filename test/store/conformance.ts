@@ -9,6 +9,12 @@ export interface ConformanceOptions {
   create(): Promise<Store>;
   /** Optional cleanup after each test (the suite closes the store itself). */
   cleanup?(store: Store): Promise<void>;
+  /**
+   * The store records each counter's last write, so `describe` reports `touchedAt` and
+   * `expireIdle` expires idle counters. Redis does only when built with `trackLastWrite: true`;
+   * false checks the other side: `touchedAt` is null and nothing expires. @default true
+   */
+  expiry?: boolean;
 }
 
 const MAX = Number.MAX_SAFE_INTEGER;
@@ -364,6 +370,211 @@ export function runStoreConformance(label: string, options: ConformanceOptions):
         expect(await store.claimKey(keyOf('cap-after'), 'fp', 60_000, max)).toEqual({
           fresh: true,
         });
+      });
+    });
+
+    describe('created counters, namespaces, expiry', () => {
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      const tracked = options.expiry !== false;
+      const meta = (n: number) => JSON.stringify({ v: 1, n, key: `hash-${n}` });
+      /**
+       * Waits so that writes before and after it land on either side of a cutoff taken between
+       * two ticks. Cutoffs are `Date.now()`: the store's clock (Redis TIME) is this machine's.
+       */
+      const tick = () => sleep(15);
+
+      it('creates a counter once, with its value; false for one that exists, however made', async () => {
+        expect(await store.create('blog/visits', 7, meta(1))).toBe(true);
+        expect(await store.get('blog/visits')).toBe(7);
+        // Exists: nothing changes, neither value nor settings.
+        expect(await store.create('blog/visits', 99, meta(2))).toBe(false);
+        expect(await store.get('blog/visits')).toBe(7);
+        expect((await store.describe('blog/visits'))?.meta).toBe(meta(1));
+        // Counters made by a batch or a set exist too, also at 0.
+        await store.applyBatch(batch(inst, 1, { 'from-batch': 3, 'blog/batch': 1 }));
+        await store.set('from-set', 5);
+        await store.set('set-to-zero', 0);
+        for (const name of ['from-batch', 'blog/batch', 'from-set', 'set-to-zero']) {
+          expect(await store.create(name, 100, meta(3)), name).toBe(false);
+          expect((await store.describe(name))?.meta, name).toBeNull();
+        }
+        expect(await store.get('from-batch')).toBe(3);
+        expect(await store.get('blog/batch')).toBe(1);
+        expect(await store.get('from-set')).toBe(5);
+        expect(await store.get('set-to-zero')).toBe(0);
+        // A created counter is listed like any other, and counts on from its value.
+        await store.applyBatch(batch(inst, 2, { 'blog/visits': 2 }));
+        expect(await store.get('blog/visits')).toBe(9);
+        const page = await store.list({ prefix: 'blog/' });
+        expect(page.items).toEqual([
+          { name: 'blog/batch', value: 1 },
+          { name: 'blog/visits', value: 9 },
+        ]);
+      });
+
+      it('describes a counter: undefined when unknown, value, settings and last write', async () => {
+        expect(await store.describe('nope')).toBeUndefined();
+        expect(await store.describe('blog/nope')).toBeUndefined();
+        const before = Date.now();
+        expect(await store.create('blog/visits', 4, meta(1))).toBe(true);
+        const after = Date.now();
+        const info = await store.describe('blog/visits');
+        expect(info).toMatchObject({ value: 4, meta: meta(1) });
+        if (tracked) {
+          expect(typeof info?.touchedAt).toBe('number');
+          expect(info?.touchedAt).toBeGreaterThanOrEqual(before - 50);
+          expect(info?.touchedAt).toBeLessThanOrEqual(after + 50);
+        } else {
+          expect(info?.touchedAt).toBeNull();
+        }
+        // Made by a batch or a set: no settings.
+        await store.applyBatch(batch(inst, 1, { plain: 2 }));
+        await store.set('set-only', -3);
+        const plain = await store.describe('plain');
+        expect(plain).toMatchObject({ value: 2, meta: null });
+        expect(await store.describe('set-only')).toMatchObject({ value: -3, meta: null });
+        if (tracked) {
+          expect(plain?.touchedAt).toBeGreaterThanOrEqual(after - 50);
+          expect(plain?.touchedAt).toBeLessThanOrEqual(Date.now() + 50);
+        }
+        // Batches and sets change the value, never the settings; each write moves touchedAt.
+        await tick();
+        await store.applyBatch(batch(inst, 2, { 'blog/visits': 3 }));
+        const batched = await store.describe('blog/visits');
+        expect(batched).toMatchObject({ value: 7, meta: meta(1) });
+        if (tracked) expect(batched?.touchedAt).toBeGreaterThan(info?.touchedAt as number);
+        await tick();
+        await store.set('blog/visits', 1);
+        const set = await store.describe('blog/visits');
+        expect(set).toMatchObject({ value: 1, meta: meta(1) });
+        if (tracked) expect(set?.touchedAt).toBeGreaterThan(batched?.touchedAt as number);
+      });
+
+      it('deletes value and settings: describe is undefined and create works again', async () => {
+        expect(await store.create('blog/visits', 4, meta(1))).toBe(true);
+        expect(await store.delete('blog/visits')).toBe(true);
+        expect(await store.describe('blog/visits')).toBeUndefined();
+        expect(await store.get('blog/visits')).toBe(0);
+        expect((await store.list({ prefix: 'blog/' })).items).toEqual([]);
+        expect(await store.delete('blog/visits')).toBe(false);
+        expect(await store.create('blog/visits', 10, meta(2))).toBe(true);
+        expect(await store.describe('blog/visits')).toMatchObject({ value: 10, meta: meta(2) });
+        // A counter created at 0 exists (it has settings) and is deleted as one.
+        expect(await store.create('zero', 0, meta(3))).toBe(true);
+        expect(await store.describe('zero')).toMatchObject({ value: 0, meta: meta(3) });
+        expect(await store.create('zero', 1, meta(4))).toBe(false);
+        expect(await store.delete('zero')).toBe(true);
+        expect(await store.describe('zero')).toBeUndefined();
+      });
+
+      it('claims a namespace once and keeps the first record', async () => {
+        expect(await store.namespaceRecord('blog')).toBeUndefined();
+        expect(await store.claimNamespace('blog', '{"owner":1}')).toBe(true);
+        expect(await store.claimNamespace('blog', '{"owner":2}')).toBe(false);
+        expect(await store.namespaceRecord('blog')).toBe('{"owner":1}');
+        expect(await store.namespaceRecord('shop')).toBeUndefined();
+        expect(await store.claimNamespace('shop', '{"owner":3}')).toBe(true);
+        expect(await store.namespaceRecord('shop')).toBe('{"owner":3}');
+        // A claim is not a counter.
+        expect(await store.describe('blog')).toBeUndefined();
+        expect((await store.list()).items).toEqual([]);
+        // Claims of many at once: exactly one.
+        const claims = await Promise.all(
+          Array.from({ length: 12 }, (_, i) => store.claimNamespace('race', `{"i":${i}}`)),
+        );
+        expect(claims.filter(Boolean)).toHaveLength(1);
+        expect(await store.namespaceRecord('race')).toBe(`{"i":${claims.indexOf(true)}}`);
+      });
+
+      it('gives a name to exactly one of many concurrent creates', async () => {
+        const results = await Promise.all(
+          Array.from({ length: 16 }, (_, i) => store.create('blog/race', i + 1, meta(i))),
+        );
+        expect(results.filter(Boolean)).toHaveLength(1);
+        const winner = results.indexOf(true);
+        expect(await store.describe('blog/race')).toMatchObject({
+          value: winner + 1,
+          meta: meta(winner),
+        });
+      });
+
+      if (!tracked) {
+        it('expires nothing while last writes are not recorded', async () => {
+          await store.create('blog/old', 1, meta(1));
+          await store.applyBatch(batch(inst, 1, { old: 2 }));
+          expect(await store.expireIdle(Date.now() + 60_000, 100)).toEqual([]);
+          expect(await store.get('blog/old')).toBe(1);
+          expect(await store.get('old')).toBe(2);
+        });
+        return;
+      }
+
+      it('expires counters last written before the cutoff and keeps later ones', async () => {
+        await store.create('blog/created', 5, meta(1));
+        await store.applyBatch(batch(inst, 1, { batched: 2, 'blog/batched': 3 }));
+        await store.set('was-set', 4);
+        await tick();
+        const cutoff = Date.now();
+        await tick();
+        await store.create('blog/fresh', 1, meta(2));
+        await store.applyBatch(batch(inst, 2, { 'fresh-batch': 1 }));
+        const expired = await store.expireIdle(cutoff, 100);
+        expect([...expired].sort()).toEqual(['batched', 'blog/batched', 'blog/created', 'was-set']);
+        for (const name of expired) {
+          expect(await store.describe(name), name).toBeUndefined();
+          expect(await store.get(name), name).toBe(0);
+        }
+        expect(await store.describe('blog/fresh')).toMatchObject({ value: 1, meta: meta(2) });
+        expect(await store.get('fresh-batch')).toBe(1);
+        expect((await store.list()).items.map((i) => i.name)).toEqual([
+          'blog/fresh',
+          'fresh-batch',
+        ]);
+        // Deleted once: a second sweep finds nothing, and the names are free again.
+        expect(await store.expireIdle(cutoff, 100)).toEqual([]);
+        expect(await store.create('blog/created', 0, meta(3))).toBe(true);
+        await store.applyBatch(batch(inst, 3, { batched: 1 }));
+        expect(await store.get('batched')).toBe(1);
+      });
+
+      it('expires at most `limit` counters per call', async () => {
+        const names = ['idle:1', 'idle:2', 'idle:3', 'idle:4', 'blog/idle5'];
+        await store.applyBatch(batch(inst, 1, Object.fromEntries(names.map((n) => [n, 1]))));
+        await tick();
+        const cutoff = Date.now();
+        const first = await store.expireIdle(cutoff, 2);
+        expect(first).toHaveLength(2);
+        const second = await store.expireIdle(cutoff, 2);
+        expect(second).toHaveLength(2);
+        const third = await store.expireIdle(cutoff, 2);
+        expect(third).toHaveLength(1);
+        expect([...first, ...second, ...third].sort()).toEqual([...names].sort());
+        expect(await store.expireIdle(cutoff, 2)).toEqual([]);
+        expect((await store.list()).items).toEqual([]);
+      });
+
+      it('keeps a counter written after the cutoff, by a batch or a set', async () => {
+        await store.create('blog/revived', 10, meta(1));
+        await store.applyBatch(batch(inst, 1, { 'by-batch': 1, 'by-set': 1, idle: 1 }));
+        await tick();
+        const cutoff = Date.now();
+        await tick();
+        await store.applyBatch(batch(inst, 2, { 'blog/revived': 1, 'by-batch': 1 }));
+        await store.set('by-set', 9);
+        expect(await store.expireIdle(cutoff, 100)).toEqual(['idle']);
+        expect(await store.describe('blog/revived')).toMatchObject({ value: 11, meta: meta(1) });
+        expect(await store.get('by-batch')).toBe(2);
+        expect(await store.get('by-set')).toBe(9);
+        // A duplicate batch writes nothing: it does not keep a counter alive.
+        await tick();
+        const later = Date.now();
+        await tick();
+        await store.applyBatch(batch(inst, 2, { 'blog/revived': 1, 'by-batch': 1 }));
+        expect([...(await store.expireIdle(later, 100))].sort()).toEqual([
+          'blog/revived',
+          'by-batch',
+          'by-set',
+        ]);
       });
     });
   });

@@ -23,15 +23,21 @@ afterAll(async () => {
 });
 
 const prefix = () => `cl-${randomUUID().slice(0, 8)}:`;
-const open = (keyPrefix: string) =>
-  openRedisStore({ url: cluster.urls, cluster: true, keyPrefix }) as Promise<RedisStore>;
+const open = (keyPrefix: string, trackLastWrite = false) =>
+  openRedisStore({
+    url: cluster.urls,
+    cluster: true,
+    keyPrefix,
+    trackLastWrite,
+  }) as Promise<RedisStore>;
 const batch = (instanceId: string, seq: number, deltas: Record<string, number>): Batch => ({
   instanceId,
   seq,
   deltas: new Map(Object.entries(deltas)),
 });
 
-runStoreConformance('redis-cluster', { create: () => open(prefix()) });
+// Last writes recorded (TALLY_EXPIRE_IDLE set), so the expiry cases run on every shard.
+runStoreConformance('redis-cluster', { create: () => open(prefix(), true) });
 
 describe('redis-cluster specifics', () => {
   it('spreads counters over every shard and every master', async () => {

@@ -17,7 +17,7 @@ import type { Metrics } from '../../obs/metrics.js';
 import { type Access, bearerOf } from '../access.js';
 import type { CorsPolicy } from '../cors.js';
 import { type IdempotencyKeys, parseIdempotencyKey, type SavedAnswer } from '../idempotency.js';
-import { asObject, assertBy, assertName, assertPart, assertValue } from '../parse.js';
+import { asObject, assertBy, assertKey, assertName, assertPart, assertValue } from '../parse.js';
 import type { ClientLimiter } from '../rate-limit.js';
 
 export interface CounterRoutesOptions {
@@ -87,7 +87,10 @@ const flat: Family = {
 
 const namespaced: Family = {
   path: '/api/v1/namespaces/:ns/counters/:key',
-  name: (params) => counterName(assertPart(params.ns), assertPart(params.key)),
+  name: (params) => {
+    const namespace = assertPart(params.ns);
+    return counterName(namespace, assertKey(namespace, params.key));
+  },
   naming: (name) => ({ name, ...splitName(name) }),
   valued: (name, value) => ({ name, ...splitName(name), value }),
 };
@@ -232,7 +235,7 @@ export async function counterRoutes(
   app.post<KeyParams & { Body: unknown }>(namespaced.path, async (request, reply) => {
     createLimiter?.take(request);
     const namespace = assertPart(request.params.ns);
-    const key = assertPart(request.params.key);
+    const key = assertKey(namespace, request.params.key);
     const body = asObject(request.body, CREATE_FIELDS);
     const options = parseCreate(body, 0, { lowerBound: 1, upperBound: 1 });
     await access.create(bearerOf(request), namespace);
@@ -266,8 +269,7 @@ export async function counterRoutes(
         if (namespace === DEFAULT_NAMESPACE) {
           throw new TallyError('FORBIDDEN', 'Only the admin token may claim "default"');
         }
-        const page = await counters.list({ prefix: `${namespace}/`, limit: 1 });
-        if (page.items.length > 0) {
+        if (await counters.namespaceInUse(namespace)) {
           throw new TallyError(
             'FORBIDDEN',
             'The namespace has counters already; only the admin token may claim it',
