@@ -46,11 +46,11 @@ export function splitName(name: string): { namespace: string; key: string } {
 export function parseCounterRef(ref: unknown): string | undefined {
   if (typeof ref !== 'string') return undefined;
   const slash = ref.indexOf('/');
-  if (slash < 0) return isValidName(ref) ? ref : undefined;
+  if (slash < 0) return NAME_RE.test(ref) ? ref : undefined;
   const namespace = ref.slice(0, slash);
   const key = ref.slice(slash + 1);
   if (!isValidPart(namespace)) return undefined;
-  const valid = namespace === DEFAULT_NAMESPACE ? isValidName(key) : isValidPart(key);
+  const valid = namespace === DEFAULT_NAMESPACE ? isDefaultKey(key) : isValidPart(key);
   return valid ? counterName(namespace, key) : undefined;
 }
 
@@ -60,13 +60,16 @@ export interface Increment {
   readonly by: number;
 }
 
-/**
- * A flat name, which is a key of the default namespace: the flat rule (up to 128 characters,
- * `:` allowed, a letter or digit first) or the key rule (1-64 of `A-Za-z0-9_.-`), so every
- * default-namespace key is reachable by both its routes.
- */
 export function isValidName(name: unknown): name is string {
-  return typeof name === 'string' && (NAME_RE.test(name) || PART_RE.test(name));
+  return typeof name === 'string' && NAME_RE.test(name);
+}
+
+/**
+ * A key of the default namespace: a flat name (so every flat counter is reachable by the
+ * namespaced routes too) or any key (`_x`, which the flat routes do not accept).
+ */
+export function isDefaultKey(key: unknown): key is string {
+  return typeof key === 'string' && (NAME_RE.test(key) || PART_RE.test(key));
 }
 
 /** True when a counter may hold `value` (within ±(2^53-1)). */

@@ -4,8 +4,7 @@
 export const ERRORS = {
   INVALID_NAME: {
     status: 400,
-    message:
-      'Counter names are 1-128 characters of A-Za-z0-9_.:- starting with a letter or digit, or 1-64 of A-Za-z0-9_.-',
+    message: 'Counter names are 1-128 characters of A-Za-z0-9_.:- starting with a letter or digit',
   },
   INVALID_NAMESPACE: {
     status: 400,

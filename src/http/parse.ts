@@ -1,5 +1,12 @@
 /** @module http/parse — request input to values, each bad input with its stable error code. */
-import { DEFAULT_NAMESPACE, isValidName, isValidPart, MAX_BY, MAX_VALUE } from '../domain.js';
+import {
+  DEFAULT_NAMESPACE,
+  isDefaultKey,
+  isValidName,
+  isValidPart,
+  MAX_BY,
+  MAX_VALUE,
+} from '../domain.js';
 import { TallyError } from '../errors.js';
 
 export function assertName(name: unknown): string {
@@ -14,11 +21,11 @@ export function assertPart(part: unknown): string {
 }
 
 /**
- * Checks a key of `namespace`: the key rule, or in the default namespace any flat name too (the
- * same counter is reachable as `/api/v1/counters/<name>`).
+ * Checks a key of `namespace`: the key rule, or in the default namespace a flat name too (so a
+ * flat counter such as `page:home` is reachable here as well).
  */
 export function assertKey(namespace: string, key: unknown): string {
-  if (namespace === DEFAULT_NAMESPACE ? isValidName(key) : isValidPart(key)) return key as string;
+  if (namespace === DEFAULT_NAMESPACE ? isDefaultKey(key) : isValidPart(key)) return key as string;
   throw new TallyError('INVALID_NAMESPACE');
 }
 
