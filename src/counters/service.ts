@@ -64,9 +64,17 @@ export class CounterService {
    */
   increment(name: string, by: number, consistency: Consistency): Promise<number> {
     if (consistency === 'strong') return this.incrementStrong(name, by);
-    // Not async: the hot path hands back the aggregator's own promise, one fewer per request.
-    if (this.aggregator.knows(name)) return this.aggregator.admit(name, by);
-    return this.warm(name).then(() => this.aggregator.admit(name, by));
+    return this.add(name, by).then(() => this.aggregator.estimate(name));
+  }
+
+  /**
+   * An eventual increment that resolves, with nothing, once accepted; `estimate(name)` then
+   * reads the value. The hot route's way in: not async, and it hands back the aggregator's
+   * promise shared by the whole event-loop turn, so a request costs no promise of its own.
+   */
+  add(name: string, by: number): Promise<void> {
+    if (this.aggregator.knows(name)) return this.aggregator.enter(name, by);
+    return this.warm(name).then(() => this.aggregator.enter(name, by));
   }
 
   private async incrementStrong(name: string, by: number): Promise<number> {

@@ -153,7 +153,11 @@ export async function counterRoutes(
         if (allowed !== undefined) await allowed;
         if (request.headers['idempotency-key'] === undefined) {
           // The common case, without the closures `once` needs: this is the hot route.
-          const value = await counters.increment(name, by, consistency);
+          let value: number;
+          if (consistency === 'eventual') {
+            await counters.add(name, by);
+            value = counters.estimate(name);
+          } else value = await counters.increment(name, by, consistency);
           metrics.accepted(consistency);
           reply.code(consistency === 'strong' ? 200 : 202);
           return family.valued(name, value);
