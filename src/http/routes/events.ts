@@ -1,12 +1,13 @@
 /** @module http/routes/events — live values of one counter as Server-Sent Events. */
 import type { FastifyInstance } from 'fastify';
 import type { CounterService } from '../../counters/service.js';
+import { counterName } from '../../domain.js';
 import { TallyError } from '../../errors.js';
 import type { LiveHub } from '../../live/hub.js';
 import { type EventStream, openEventStream } from '../../live/sse.js';
 import type { Metrics } from '../../obs/metrics.js';
 import type { CorsPolicy } from '../cors.js';
-import { assertName } from '../parse.js';
+import { assertKey, assertName, assertPart } from '../parse.js';
 
 export interface EventRoutesOptions {
   readonly counters: CounterService;
@@ -27,56 +28,71 @@ export async function eventRoutes(app: FastifyInstance, opts: EventRoutesOptions
   // Open streams per client address; an address leaves the map with its last stream.
   const perClient = new Map<string, number>();
   opts.cors.preflight(app, '/api/v1/counters/:name/events', ['GET']);
+  opts.cors.preflight(app, '/api/v1/namespaces/:ns/counters/:key/events', ['GET']);
 
-  app.get<{ Params: { name: string } }>(
-    '/api/v1/counters/:name/events',
-    { config: { cors: true } },
-    async (request, reply) => {
-      const name = assertName(request.params.name);
-      if (streams.size >= opts.maxClients)
-        throw new TallyError('TOO_MANY_SSE_CLIENTS', undefined, { retryAfterS: 5 });
-      // Without it, one client could take every slot of the instance.
-      const client = request.ip;
-      const held = perClient.get(client) ?? 0;
-      if (held >= opts.maxClientsPerIp)
-        throw new TallyError('TOO_MANY_STREAMS', undefined, { retryAfterS: 5 });
-      perClient.set(client, held + 1);
-      // A hijacked reply passes no onSend: its CORS headers go on the raw response here.
-      const origin = request.headers.origin;
-      if (origin !== undefined)
-        opts.cors.apply(origin, (name, value) => reply.raw.setHeader(name, value));
-      reply.hijack();
-      let unsubscribe = () => {};
-      const stream = openEventStream(reply.raw, {
-        heartbeatMs: opts.heartbeatMs,
-        onClose: () => {
-          unsubscribe();
-          streams.delete(stream);
-          metrics.sseClients.set(streams.size);
-          const left = (perClient.get(client) ?? 1) - 1;
-          if (left > 0) perClient.set(client, left);
-          else perClient.delete(client);
-        },
-      });
-      streams.add(stream);
-      metrics.sseClients.set(streams.size);
+  // The same stream for a flat name and for `namespace/key` (frames name the stored name).
+  const routes: Array<[string, (params: Record<string, string>) => string]> = [
+    ['/api/v1/counters/:name/events', (params) => assertName(params.name)],
+    [
+      '/api/v1/namespaces/:ns/counters/:key/events',
+      (params) => {
+        const namespace = assertPart(params.ns);
+        return counterName(namespace, assertKey(namespace, params.key));
+      },
+    ],
+  ];
+  for (const [path, nameOf] of routes) {
+    app.get<{ Params: Record<string, string> }>(
+      path,
+      { config: { cors: true } },
+      async (request, reply) => {
+        const name = nameOf(request.params);
+        if (streams.size >= opts.maxClients)
+          throw new TallyError('TOO_MANY_SSE_CLIENTS', undefined, { retryAfterS: 5 });
+        // Without it, one client could take every slot of the instance.
+        const client = request.ip;
+        const held = perClient.get(client) ?? 0;
+        if (held >= opts.maxClientsPerIp)
+          throw new TallyError('TOO_MANY_STREAMS', undefined, { retryAfterS: 5 });
+        perClient.set(client, held + 1);
+        // A hijacked reply passes no onSend: its CORS headers go on the raw response here.
+        const origin = request.headers.origin;
+        if (origin !== undefined)
+          opts.cors.apply(origin, (name, value) => reply.raw.setHeader(name, value));
+        reply.hijack();
+        let unsubscribe = () => {};
+        const stream = openEventStream(reply.raw, {
+          heartbeatMs: opts.heartbeatMs,
+          onClose: () => {
+            unsubscribe();
+            streams.delete(stream);
+            metrics.sseClients.set(streams.size);
+            const left = (perClient.get(client) ?? 1) - 1;
+            if (left > 0) perClient.set(client, left);
+            else perClient.delete(client);
+          },
+        });
+        streams.add(stream);
+        metrics.sseClients.set(streams.size);
 
-      // Subscribe before reading so no change is missed; hold changes until the first value is out.
-      let first: number | undefined;
-      let latest: number | undefined;
-      unsubscribe = hub.subscribe(name, (value) => {
-        if (first === undefined) latest = value;
-        else stream.send('value', { name, value });
-      });
-      let current: number;
-      try {
-        current = (await counters.get(name, 'eventual')).value;
-      } catch {
-        current = latest ?? 0;
-      }
-      first = current;
-      stream.send('value', { name, value: current });
-      if (latest !== undefined && latest !== current) stream.send('value', { name, value: latest });
-    },
-  );
+        // Subscribe before reading so no change is missed; hold changes until the first value is out.
+        let first: number | undefined;
+        let latest: number | undefined;
+        unsubscribe = hub.subscribe(name, (value) => {
+          if (first === undefined) latest = value;
+          else stream.send('value', { name, value });
+        });
+        let current: number;
+        try {
+          current = (await counters.get(name, 'eventual')).value;
+        } catch {
+          current = latest ?? 0;
+        }
+        first = current;
+        stream.send('value', { name, value: current });
+        if (latest !== undefined && latest !== current)
+          stream.send('value', { name, value: latest });
+      },
+    );
+  }
 }

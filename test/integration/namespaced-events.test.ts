@@ -1,0 +1,36 @@
+// Live values of a namespaced counter over real HTTP: the same stream as a flat name's.
+import { afterEach, expect, it } from 'vitest';
+import type { Tally } from '../../src/app.js';
+import { testApp } from '../helpers/app.js';
+
+let tally: Tally | undefined;
+afterEach(async () => {
+  await tally?.close();
+  tally = undefined;
+});
+
+it('streams a namespaced counter at /api/v1/namespaces/{ns}/counters/{key}/events', async () => {
+  tally = await testApp();
+  const base = await tally.app.listen({ port: 0, host: '127.0.0.1' });
+  const controller = new AbortController();
+  const res = await fetch(`${base}/api/v1/namespaces/blog/counters/live/events`, {
+    signal: controller.signal,
+  });
+  expect(res.status).toBe(200);
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  let text = '';
+  const until = async (needle: string) => {
+    while (!text.includes(needle)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`stream ended before ${needle}: ${text}`);
+      text += Buffer.from(value).toString('utf8');
+    }
+  };
+  await until('data: {"name":"blog/live","value":0}');
+  await fetch(`${base}/api/v1/namespaces/blog/counters/live/increment`, { method: 'POST' });
+  await until('data: {"name":"blog/live","value":1}');
+  controller.abort();
+  const bad = await fetch(`${base}/api/v1/namespaces/a%20b/counters/live/events`);
+  expect(bad.status).toBe(400);
+  expect((await bad.json()).error.code).toBe('INVALID_NAMESPACE');
+});
