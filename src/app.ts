@@ -28,6 +28,7 @@ import { eventRoutes } from './http/routes/events.js';
 import { healthRoutes } from './http/routes/health.js';
 import { webRoutes } from './http/routes/web.js';
 import { createHttpServer } from './http/server.js';
+import { StreamSlots } from './http/stream-slots.js';
 import { InstanceLease } from './instance.js';
 import type { SiblingBus } from './live/bus.js';
 import { LiveHub } from './live/hub.js';
@@ -201,13 +202,16 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       ...(createLimiter === undefined ? {} : { createLimiter }),
       ...(config.expireIdle === undefined ? {} : { expireIdleMs: config.expireIdle }),
     });
+    const slots = new StreamSlots(
+      streams,
+      config.maxSseClients,
+      config.maxSseClientsPerIp,
+      (open) => metrics.sseClients.set(open),
+    );
     await app.register(eventRoutes, {
       counters,
       hub,
-      metrics,
-      streams,
-      maxClients: config.maxSseClients,
-      maxClientsPerIp: config.maxSseClientsPerIp,
+      slots,
       heartbeatMs: config.sseHeartbeatMs,
       cors,
     });
@@ -216,7 +220,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       access,
       cors,
       hub,
-      streams,
+      slots,
       heartbeatMs: config.sseHeartbeatMs,
       instanceId,
       expireIdleMs: config.expireIdle,

@@ -402,6 +402,20 @@ describe('Abacus-compatible API under /abacus', () => {
     controller.abort();
   });
 
+  it('streams share the live-stream caps with Tally\'s own', async () => {
+    await serve({ maxSseClientsPerIp: 1 });
+    await get('/abacus/hit/site/capped');
+    const controller = new AbortController();
+    const first = await fetch(`${base}/api/v1/counters/capped/events`, {
+      signal: controller.signal,
+    });
+    expect(first.status).toBe(200);
+    const second = await get('/abacus/stream/site/capped');
+    expect(second.status).toBe(429);
+    expect(second.json.error).toMatch(/too many live streams/);
+    controller.abort();
+  });
+
   it('stats and healthcheck', async () => {
     await serve();
     await get('/abacus/hit/site/statx');

@@ -2,31 +2,24 @@
 import type { FastifyInstance } from 'fastify';
 import type { CounterService } from '../../counters/service.js';
 import { counterName } from '../../domain.js';
-import { TallyError } from '../../errors.js';
 import type { LiveHub } from '../../live/hub.js';
-import { type EventStream, openEventStream } from '../../live/sse.js';
-import type { Metrics } from '../../obs/metrics.js';
+import { openEventStream } from '../../live/sse.js';
 import type { CorsPolicy } from '../cors.js';
 import { assertKey, assertName, assertPart } from '../parse.js';
+import type { StreamSlots } from '../stream-slots.js';
 
 export interface EventRoutesOptions {
   readonly counters: CounterService;
   readonly hub: LiveHub;
-  readonly metrics: Metrics;
-  readonly maxClients: number;
-  /** Streams one client address may hold open. */
-  readonly maxClientsPerIp: number;
+  /** The caps on open streams, shared with the Abacus-compatible stream. */
+  readonly slots: StreamSlots;
   readonly heartbeatMs: number;
-  /** Every open stream, so shutdown can end them. */
-  readonly streams: Set<EventStream>;
   /** Cross-origin access: pages on allowed origins may open a stream (EventSource). */
   readonly cors: CorsPolicy;
 }
 
 export async function eventRoutes(app: FastifyInstance, opts: EventRoutesOptions): Promise<void> {
-  const { counters, hub, metrics, streams } = opts;
-  // Open streams per client address; an address leaves the map with its last stream.
-  const perClient = new Map<string, number>();
+  const { counters, hub } = opts;
   opts.cors.preflight(app, '/api/v1/counters/:name/events', ['GET']);
   opts.cors.preflight(app, '/api/v1/namespaces/:ns/counters/:key/events', ['GET']);
 
@@ -47,14 +40,7 @@ export async function eventRoutes(app: FastifyInstance, opts: EventRoutesOptions
       { config: { cors: true } },
       async (request, reply) => {
         const name = nameOf(request.params);
-        if (streams.size >= opts.maxClients)
-          throw new TallyError('TOO_MANY_SSE_CLIENTS', undefined, { retryAfterS: 5 });
-        // Without it, one client could take every slot of the instance.
-        const client = request.ip;
-        const held = perClient.get(client) ?? 0;
-        if (held >= opts.maxClientsPerIp)
-          throw new TallyError('TOO_MANY_STREAMS', undefined, { retryAfterS: 5 });
-        perClient.set(client, held + 1);
+        const slot = opts.slots.take(request.ip);
         // A hijacked reply passes no onSend: its CORS headers go on the raw response here.
         const origin = request.headers.origin;
         if (origin !== undefined)
@@ -65,15 +51,10 @@ export async function eventRoutes(app: FastifyInstance, opts: EventRoutesOptions
           heartbeatMs: opts.heartbeatMs,
           onClose: () => {
             unsubscribe();
-            streams.delete(stream);
-            metrics.sseClients.set(streams.size);
-            const left = (perClient.get(client) ?? 1) - 1;
-            if (left > 0) perClient.set(client, left);
-            else perClient.delete(client);
+            slot.release();
           },
         });
-        streams.add(stream);
-        metrics.sseClients.set(streams.size);
+        slot.add(stream);
 
         // Subscribe before reading so no change is missed; hold changes until the first value is out.
         let first: number | undefined;

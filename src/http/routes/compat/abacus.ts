@@ -37,7 +37,7 @@ interface Path {
 const NAME_PATTERN = '^[A-Za-z0-9_\\-.]{3,64}$';
 
 export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): Promise<void> {
-  const { counters, access, limiter, createLimiter, hub, streams } = opts;
+  const { counters, access, limiter, createLimiter, hub, slots } = opts;
   const started = Date.now();
   const commands = { create: 0, get: 0, hit: 0, total: 0 };
   compatErrors(app, false);
@@ -193,6 +193,7 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
   route(['GET'], 'stream', async (request, reply) => {
     const path = pathOf(request);
     const found = await counters.describe(path.name);
+    const slot = slots.take(request.ip);
     const origin = request.headers.origin;
     if (origin !== undefined) opts.cors.apply(origin, (n, v) => reply.raw.setHeader(n, v));
     reply.hijack();
@@ -202,10 +203,10 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
       unnamed: true,
       onClose: () => {
         unsubscribe();
-        streams.delete(stream);
+        slot.release();
       },
     });
-    streams.add(stream);
+    slot.add(stream);
     unsubscribe = hub.subscribe(path.name, (value) => stream.send('value', { value }));
     // As Abacus: the first frame only when the counter exists.
     if (found !== undefined) stream.send('value', { value: found.value });

@@ -2,11 +2,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CounterService } from '../../../counters/service.js';
 import type { LiveHub } from '../../../live/hub.js';
-import type { EventStream } from '../../../live/sse.js';
 import type { Access } from '../../access.js';
 import type { CorsPolicy } from '../../cors.js';
 import { toTallyError } from '../../errors.js';
 import type { ClientLimiter } from '../../rate-limit.js';
+import type { StreamSlots } from '../../stream-slots.js';
 
 /** What both compatibility layers are given. */
 export interface CompatOptions {
@@ -14,8 +14,8 @@ export interface CompatOptions {
   readonly access: Access;
   readonly cors: CorsPolicy;
   readonly hub: LiveHub;
-  /** Open live streams, ended on shutdown. */
-  readonly streams: Set<EventStream>;
+  /** The caps on open live streams, shared with Tally's own. */
+  readonly slots: StreamSlots;
   readonly heartbeatMs: number;
   readonly instanceId: string;
   /** Counters expire after this long without a write; undefined: never. */
