@@ -7,8 +7,11 @@
 #         run it by hand after rotating the Redis AUTH token or the admin token.
 #
 # Settings come from /etc/tally/bootstrap.env, written by the user data from stack outputs:
-#   TALLY_AWS_REGION, TALLY_REDIS_HOST, TALLY_REDIS_PORT, TALLY_REDIS_SECRET_ARN,
-#   TALLY_ADMIN_SECRET_ARN, TALLY_CW_AGENT_PARAM, TALLY_PORT, TALLY_REDIS_WAIT_REPLICAS
+#   TALLY_AWS_REGION, TALLY_ADMIN_SECRET_ARN, TALLY_CW_AGENT_PARAM, TALLY_PORT, and the store's:
+#   TALLY_STORE_KIND=redis (the default): TALLY_REDIS_HOST, TALLY_REDIS_PORT,
+#     TALLY_REDIS_SECRET_ARN, TALLY_REDIS_WAIT_REPLICAS
+#   TALLY_STORE_KIND=postgres: TALLY_POSTGRES_HOST, TALLY_POSTGRES_PORT, TALLY_POSTGRES_DB,
+#     TALLY_POSTGRES_SECRET_ARN (the RDS-generated JSON with username and password)
 # All paths sit under TALLY_DEPLOY_ROOT (empty on a real host) so the tests can run `env`.
 set -euo pipefail
 
@@ -35,11 +38,47 @@ load_settings() {
   # shellcheck source=/dev/null
   . "$settings_file"
   set +a
-  local name
-  for name in TALLY_AWS_REGION TALLY_REDIS_HOST TALLY_REDIS_PORT TALLY_REDIS_SECRET_ARN \
-    TALLY_ADMIN_SECRET_ARN; do
+  local name required=(TALLY_AWS_REGION TALLY_ADMIN_SECRET_ARN)
+  case "${TALLY_STORE_KIND:=redis}" in
+    redis) required+=(TALLY_REDIS_HOST TALLY_REDIS_PORT TALLY_REDIS_SECRET_ARN) ;;
+    postgres)
+      required+=(TALLY_POSTGRES_HOST TALLY_POSTGRES_PORT TALLY_POSTGRES_DB TALLY_POSTGRES_SECRET_ARN)
+      ;;
+    *) die "TALLY_STORE_KIND must be redis or postgres, not $TALLY_STORE_KIND" ;;
+  esac
+  for name in "${required[@]}"; do
     [[ -n "${!name:-}" ]] || die "$name is not set in $settings_file"
   done
+}
+
+# The environment lines of the store, from its secret: the Redis AUTH token, or the RDS
+# credentials (JSON, read with the node the packages step installed).
+store_env() {
+  if [[ "$TALLY_STORE_KIND" == postgres ]]; then
+    local credentials user password
+    credentials="$(secret_value "$TALLY_POSTGRES_SECRET_ARN")" ||
+      die "cannot read the PostgreSQL credentials"
+    user="$(printf '%s' "$credentials" | node -e \
+      'process.stdout.write(String(JSON.parse(require("fs").readFileSync(0, "utf8")).username ?? ""))')" ||
+      die "the PostgreSQL credentials are not JSON"
+    password="$(printf '%s' "$credentials" | node -e \
+      'process.stdout.write(String(JSON.parse(require("fs").readFileSync(0, "utf8")).password ?? ""))')" ||
+      die "the PostgreSQL credentials are not JSON"
+    [[ -n "$user" && -n "$password" ]] || die "the PostgreSQL credentials lack username or password"
+    echo "TALLY_STORE=postgres"
+    # RDS forces TLS (rds.force_ssl); `require` encrypts without checking the certificate,
+    # since the instances hold no RDS CA bundle (docs/postgres.md).
+    echo "TALLY_POSTGRES_URL=postgres://$(urlencode "$user"):$(urlencode "$password")@$TALLY_POSTGRES_HOST:$TALLY_POSTGRES_PORT/$TALLY_POSTGRES_DB"
+    echo "TALLY_POSTGRES_SSL=require"
+    return
+  fi
+  local redis_token
+  redis_token="$(secret_value "$TALLY_REDIS_SECRET_ARN")" || die "cannot read the Redis AUTH token"
+  [[ -n "$redis_token" ]] || die "the Redis AUTH token came back empty"
+  echo "TALLY_STORE=redis"
+  echo "TALLY_REDIS_URL=rediss://:$(urlencode "$redis_token")@$TALLY_REDIS_HOST:$TALLY_REDIS_PORT"
+  # Batches leave the log only once this many replicas hold them (failover-safe; docs/redis.md).
+  echo "TALLY_REDIS_WAIT_REPLICAS=${TALLY_REDIS_WAIT_REPLICAS:-0}"
 }
 
 # Percent-encodes everything but RFC 3986 unreserved characters, for the userinfo of a URL.
@@ -85,10 +124,10 @@ step_user() {
 
 step_env() {
   load_settings
-  local redis_token admin_token tmp
-  redis_token="$(secret_value "$TALLY_REDIS_SECRET_ARN")" || die "cannot read the Redis AUTH token"
+  local store_lines admin_token tmp
+  store_lines="$(store_env)" || exit 1
   admin_token="$(secret_value "$TALLY_ADMIN_SECRET_ARN")" || die "cannot read the admin token"
-  [[ -n "$redis_token" && -n "$admin_token" ]] || die "a secret came back empty"
+  [[ -n "$admin_token" ]] || die "the admin token came back empty"
 
   # Written beside the target and renamed, so systemd never reads a half-written file; the
   # umask keeps the secrets unreadable to anyone but root and the tally group.
@@ -100,15 +139,12 @@ step_env() {
     # One hop: the ALB. Per-client limits then see the browser's address, not the ALB node's.
     echo "TALLY_TRUST_PROXY=1"
     echo "TALLY_PORT=${TALLY_PORT:-8080}"
-    echo "TALLY_STORE=redis"
-    echo "TALLY_REDIS_URL=rediss://:$(urlencode "$redis_token")@$TALLY_REDIS_HOST:$TALLY_REDIS_PORT"
+    printf '%s\n' "$store_lines"
     echo "TALLY_ADMIN_TOKEN=$admin_token"
     echo "TALLY_DATA_DIR=/var/lib/tally"
     echo "TALLY_LOG_DIR=/var/log/tally"
     echo "TALLY_LOG_LEVEL=info"
     echo "TALLY_DRAIN_TIMEOUT_MS=10000"
-    # Batches leave the log only once this many replicas hold them (failover-safe; docs/redis.md).
-    echo "TALLY_REDIS_WAIT_REPLICAS=${TALLY_REDIS_WAIT_REPLICAS:-0}"
   } >"$tmp"
   chmod 0640 "$tmp"
   chgrp "$tally_group" "$tmp"

@@ -107,6 +107,64 @@ describe('tally-bootstrap env', () => {
     expect(readFileSync(h.envFile, 'utf8')).toBe('TALLY_STORE=redis\n# previous\n');
   });
 
+  it('writes the PostgreSQL URL from the RDS credentials, with TLS, for the postgres store', async () => {
+    const h = host({
+      'RdsCreds-xyz': JSON.stringify({
+        username: 'tally',
+        password: 'p@ss:w/rd',
+        engine: 'postgres',
+      }),
+      'Admin-def': 'AdminSecret1',
+    });
+    writeFileSync(
+      join(h.root, 'etc/tally/bootstrap.env'),
+      [
+        'TALLY_AWS_REGION=eu-west-1',
+        'TALLY_STORE_KIND=postgres',
+        'TALLY_POSTGRES_HOST=tally-db.abc.eu-west-1.rds.amazonaws.com',
+        'TALLY_POSTGRES_PORT=5432',
+        'TALLY_POSTGRES_DB=tally',
+        'TALLY_POSTGRES_SECRET_ARN=arn:aws:secretsmanager:eu-west-1:123456789012:secret:RdsCreds-xyz',
+        `TALLY_ADMIN_SECRET_ARN=${ADMIN_ARN}`,
+        'TALLY_PORT=8080',
+        '',
+      ].join('\n'),
+    );
+    const result = await h.run('env');
+    expect(result.code, result.stderr).toBe(0);
+    const text = readFileSync(h.envFile, 'utf8');
+    expect(text).toContain('TALLY_STORE=postgres\n');
+    expect(text).toContain(
+      'TALLY_POSTGRES_URL=postgres://tally:p%40ss%3Aw%2Frd@tally-db.abc.eu-west-1.rds.amazonaws.com:5432/tally\n',
+    );
+    expect(text).toContain('TALLY_POSTGRES_SSL=require\n');
+    expect(text).toContain('TALLY_ADMIN_TOKEN=AdminSecret1\n');
+    expect(text).not.toContain('TALLY_REDIS');
+    expect(result.stdout + result.stderr).not.toContain('p@ss');
+  });
+
+  it('refuses PostgreSQL credentials without a password, leaving the old env file', async () => {
+    const h = host({ 'RdsCreds-xyz': JSON.stringify({ username: 'tally' }), 'Admin-def': 'x' });
+    writeFileSync(
+      join(h.root, 'etc/tally/bootstrap.env'),
+      [
+        'TALLY_AWS_REGION=eu-west-1',
+        'TALLY_STORE_KIND=postgres',
+        'TALLY_POSTGRES_HOST=db',
+        'TALLY_POSTGRES_PORT=5432',
+        'TALLY_POSTGRES_DB=tally',
+        'TALLY_POSTGRES_SECRET_ARN=arn:aws:secretsmanager:eu-west-1:1:secret:RdsCreds-xyz',
+        `TALLY_ADMIN_SECRET_ARN=${ADMIN_ARN}`,
+        '',
+      ].join('\n'),
+    );
+    writeFileSync(h.envFile, '# previous\n');
+    const result = await h.run('env');
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('lack username or password');
+    expect(readFileSync(h.envFile, 'utf8')).toBe('# previous\n');
+  });
+
   it('names the missing settings file', async () => {
     const h = host({}, false);
     const result = await h.run('env');

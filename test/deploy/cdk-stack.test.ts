@@ -114,11 +114,11 @@ describe('redis', () => {
     // The token is a CloudFormation dynamic reference into Secrets Manager, never a literal.
     const token = JSON.stringify(group.AuthToken);
     expect(token).toContain('{{resolve:secretsmanager:');
-    expect(token).toContain(idOf(stack.redis.authToken.secretArn));
+    expect(token).toContain(idOf(stack.redis!.authToken.secretArn));
   });
 
   it('generates a URL-safe AUTH token of a length ElastiCache accepts', () => {
-    const secret = resources[idOf(stack.redis.authToken.secretArn)]!;
+    const secret = resources[idOf(stack.redis!.authToken.secretArn)]!;
     expect(secret.Properties.GenerateSecretString).toMatchObject({
       PasswordLength: 64,
       ExcludePunctuation: true,
@@ -148,7 +148,7 @@ describe('security groups', () => {
   }
 
   it('lets only the app instances reach Redis, on 6379', () => {
-    const redisSg = idOf(stack.redis.securityGroup.securityGroupId);
+    const redisSg = idOf(stack.redis!.securityGroup.securityGroupId);
     const appSg = idOf(stack.fleet.appSecurityGroup.securityGroupId);
     const rules = ingressRules().filter((r) => r.group === redisSg);
     expect(rules).toHaveLength(1);
@@ -323,7 +323,7 @@ describe('load balancer and fleet', () => {
       .flatMap(([, p]) => (p.Properties.PolicyDocument as { Statement: unknown[] }).Statement);
     const secretReads = statements.filter((s) => JSON.stringify(s).includes('GetSecretValue'));
     const text = JSON.stringify(secretReads);
-    expect(text).toContain(idOf(stack.redis.authToken.secretArn));
+    expect(text).toContain(idOf(stack.redis!.authToken.secretArn));
     expect(text).toContain(idOf(stack.adminToken.secretArn));
     expect(ofType('AWS::SecretsManager::Secret')).toHaveLength(2);
   });
@@ -424,11 +424,11 @@ describe('alarms', () => {
   });
 
   it('alarms on Redis engine CPU of whichever node is primary', () => {
-    const text = JSON.stringify(alarm(stack.alarms.redisCpu).Properties.Metrics);
+    const text = JSON.stringify(alarm(stack.alarms.redisCpu!).Properties.Metrics);
     expect(text).toContain('EngineCPUUtilization');
     expect(text).toContain('tally-redis-001');
     expect(text).toContain('tally-redis-002');
-    expect(alarm(stack.alarms.redisCpu).Properties.Threshold).toBe(80);
+    expect(alarm(stack.alarms.redisCpu!).Properties.Threshold).toBe(80);
   });
 
   it('notifies the SNS topic on alarm and on recovery', () => {

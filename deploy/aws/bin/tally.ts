@@ -18,6 +18,11 @@ const int = (key: string): number | undefined => {
   return Number(value);
 };
 
+function storeKind(value: string | undefined): 'redis' | 'postgres' | undefined {
+  if (value === undefined || value === 'redis' || value === 'postgres') return value;
+  throw new Error(`context store must be redis or postgres, got ${value}`);
+}
+
 const connectionArn = ctx('githubConnectionArn');
 const repository = ctx('githubRepo');
 let source: TallySource = { kind: 's3' };
@@ -30,11 +35,14 @@ if (connectionArn !== undefined) {
 }
 
 new TallyStack(app, ctx('stackName') ?? 'Tally', {
-  description: 'Tally counter service: ALB, EC2 Auto Scaling, ElastiCache Redis, CodePipeline',
+  description:
+    'Tally counter service: ALB, EC2 Auto Scaling, ElastiCache Redis or RDS PostgreSQL, CodePipeline',
   instanceType: ctx('instanceType'),
   minCapacity: int('minCapacity'),
   maxCapacity: int('maxCapacity'),
+  store: storeKind(ctx('store')),
   redisNodeType: ctx('redisNodeType'),
+  postgresInstanceType: ctx('postgresInstanceType'),
   certificateArn: ctx('certificateArn'),
   ingressCidr: ctx('ingressCidr'),
   alarmEmail: ctx('alarmEmail'),

@@ -9,6 +9,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
+import type { TallyPostgres } from './postgres.js';
 import type { TallyRedis } from './redis.js';
 
 /** Port Tally listens on inside the VPC (TALLY_PORT in tally.env). */
@@ -23,8 +24,12 @@ export interface TallyFleetProps {
   readonly vpc: ec2.IVpc;
   /** Subnets of the instances (isolated). */
   readonly appSubnets: ec2.SubnetSelection;
-  /** Redis the instances connect to; its security group gets an ingress rule for them. */
-  readonly redis: TallyRedis;
+  /**
+   * The store the instances connect to, Redis or PostgreSQL (exactly one); its security group
+   * gets an ingress rule for them.
+   */
+  readonly redis?: TallyRedis;
+  readonly postgres?: TallyPostgres;
   /** Admin token for Tally's admin endpoints, written into tally.env at boot. */
   readonly adminToken: secretsmanager.ISecret;
   /** SSM parameter holding the CloudWatch agent configuration. */
@@ -126,10 +131,19 @@ export class TallyFleet extends Construct {
       ec2.Port.tcp(APP_PORT),
       'to the Tally instances',
     );
-    props.redis.securityGroup.addIngressRule(
+    const { redis, postgres } = props;
+    if ((redis === undefined) === (postgres === undefined)) {
+      throw new Error('TallyFleet: give exactly one store, redis or postgres');
+    }
+    redis?.securityGroup.addIngressRule(
       this.appSecurityGroup,
       ec2.Port.tcp(6379),
       'Redis from the Tally instances',
+    );
+    postgres?.securityGroup.addIngressRule(
+      this.appSecurityGroup,
+      ec2.Port.tcp(5432),
+      'PostgreSQL from the Tally instances',
     );
 
     this.role = new iam.Role(this, 'InstanceRole', {
@@ -153,7 +167,8 @@ export class TallyFleet extends Construct {
         resources: ['*'],
       }),
     );
-    props.redis.authToken.grantRead(this.role);
+    redis?.authToken.grantRead(this.role);
+    postgres?.secret.grantRead(this.role);
     props.adminToken.grantRead(this.role);
     props.agentConfig.grantRead(this.role);
     s3.Bucket.fromBucketName(
@@ -168,13 +183,27 @@ export class TallyFleet extends Construct {
       'install -d -m 0755 /etc/tally',
       heredoc('/etc/tally/bootstrap.env', [
         `TALLY_AWS_REGION=${stack.region}`,
-        `TALLY_REDIS_HOST=${props.redis.host}`,
-        `TALLY_REDIS_PORT=${props.redis.port}`,
-        `TALLY_REDIS_SECRET_ARN=${props.redis.authToken.secretArn}`,
+        ...(redis === undefined
+          ? []
+          : [
+              'TALLY_STORE_KIND=redis',
+              `TALLY_REDIS_HOST=${redis.host}`,
+              `TALLY_REDIS_PORT=${redis.port}`,
+              `TALLY_REDIS_SECRET_ARN=${redis.authToken.secretArn}`,
+              `TALLY_REDIS_WAIT_REPLICAS=${props.waitReplicas ?? 1}`,
+            ]),
+        ...(postgres === undefined
+          ? []
+          : [
+              'TALLY_STORE_KIND=postgres',
+              `TALLY_POSTGRES_HOST=${postgres.host}`,
+              `TALLY_POSTGRES_PORT=${postgres.port}`,
+              `TALLY_POSTGRES_DB=${postgres.databaseName}`,
+              `TALLY_POSTGRES_SECRET_ARN=${postgres.secret.secretArn}`,
+            ]),
         `TALLY_ADMIN_SECRET_ARN=${props.adminToken.secretArn}`,
         `TALLY_CW_AGENT_PARAM=${props.agentConfig.parameterName}`,
         `TALLY_PORT=${APP_PORT}`,
-        `TALLY_REDIS_WAIT_REPLICAS=${props.waitReplicas ?? 1}`,
       ]),
       heredoc('/usr/local/sbin/tally-bootstrap', [BOOTSTRAP_SCRIPT.trimEnd()]),
       'chmod 0750 /usr/local/sbin/tally-bootstrap',

@@ -9,6 +9,7 @@ import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { cloudWatchAgentConfig } from './cloudwatch-agent-config.js';
+import type { TallyPostgres } from './postgres.js';
 import type { TallyRedis } from './redis.js';
 
 /** Options for {@link TallyLogs}. */
@@ -80,7 +81,9 @@ export interface TallyAlarmsProps {
   /** The fleet's target group. */
   readonly targetGroup: elbv2.ApplicationTargetGroup;
   /** The Redis replication group. */
-  readonly redis: TallyRedis;
+  /** The store the instances use: its alarms join the topic (one of the two). */
+  readonly redis?: TallyRedis;
+  readonly postgres?: TallyPostgres;
   /** The flush-failure metric from {@link TallyLogs}. */
   readonly flushFailures: cloudwatch.IMetric;
   /** Address subscribed to the alarm topic; omit to subscribe later. */
@@ -105,10 +108,14 @@ export class TallyAlarms extends Construct {
   readonly http5xx: cloudwatch.Alarm;
   /** Tally could not write its deltas to Redis. */
   readonly flushFailures: cloudwatch.Alarm;
-  /** Redis engine thread busy. */
-  readonly redisCpu: cloudwatch.Alarm;
+  /** Redis engine thread busy (Redis store). */
+  readonly redisCpu: cloudwatch.Alarm | undefined;
   /** Redis memory nearly full (with noeviction, writes fail at 100 %). */
-  readonly redisMemory: cloudwatch.Alarm;
+  readonly redisMemory: cloudwatch.Alarm | undefined;
+  /** PostgreSQL CPU busy (PostgreSQL store). */
+  readonly postgresCpu: cloudwatch.Alarm | undefined;
+  /** PostgreSQL storage nearly full (writes fail when it is). */
+  readonly postgresStorage: cloudwatch.Alarm | undefined;
   /** No instance passes the /readyz health check. */
   readonly noHealthyHosts: cloudwatch.Alarm;
 
@@ -157,7 +164,7 @@ export class TallyAlarms extends Construct {
     });
 
     this.redisCpu = props.redis
-      .maxOverNodes('EngineCPUUtilization', 'Redis engine CPU, busiest node (%)')
+      ?.maxOverNodes('EngineCPUUtilization', 'Redis engine CPU, busiest node (%)')
       .createAlarm(this, 'RedisEngineCpu', {
         alarmDescription: 'The Redis engine thread is above the threshold for 5 minutes',
         threshold: props.redisCpuPercent ?? 80,
@@ -167,11 +174,28 @@ export class TallyAlarms extends Construct {
       });
 
     this.redisMemory = props.redis
-      .maxOverNodes('DatabaseMemoryUsagePercentage', 'Redis memory used, fullest node (%)')
+      ?.maxOverNodes('DatabaseMemoryUsagePercentage', 'Redis memory used, fullest node (%)')
       .createAlarm(this, 'RedisMemory', {
         alarmDescription: 'Redis memory above 80 %: with noeviction, writes fail when it is full',
         threshold: 80,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: 5,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+
+    this.postgresCpu = props.postgres?.metric('CPUUtilization').createAlarm(this, 'PostgresCpu', {
+      alarmDescription: 'PostgreSQL CPU above 80 % for 5 minutes',
+      threshold: 80,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 5,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.postgresStorage = props.postgres
+      ?.metric('FreeStorageSpace')
+      .createAlarm(this, 'PostgresStorage', {
+        alarmDescription: 'PostgreSQL free storage below 2 GiB: writes fail when it runs out',
+        threshold: 2 * 1024 ** 3,
+        comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
         evaluationPeriods: 5,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       });
@@ -191,8 +215,11 @@ export class TallyAlarms extends Construct {
       this.flushFailures,
       this.redisCpu,
       this.redisMemory,
+      this.postgresCpu,
+      this.postgresStorage,
       this.noHealthyHosts,
     ]) {
+      if (alarm === undefined) continue;
       alarm.addAlarmAction(action);
       alarm.addOkAction(action);
     }

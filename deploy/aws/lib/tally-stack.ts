@@ -9,6 +9,7 @@ import { TallyFleet } from './fleet.js';
 import { TallyNetwork } from './network.js';
 import { TallyAlarms, TallyLogs } from './observability.js';
 import { TallyPipeline, type TallySource } from './pipeline.js';
+import { TallyPostgres } from './postgres.js';
 import { TallyRedis } from './redis.js';
 
 /**
@@ -32,10 +33,20 @@ export interface TallyStackProps extends StackProps {
    */
   readonly maxCapacity?: number;
   /**
-   * ElastiCache node type.
+   * Where counters live: ElastiCache Redis, or RDS for PostgreSQL (docs/postgres.md).
+   * @default 'redis'
+   */
+  readonly store?: 'redis' | 'postgres';
+  /**
+   * ElastiCache node type (Redis store).
    * @default 'cache.t4g.small'
    */
   readonly redisNodeType?: string;
+  /**
+   * RDS instance class (PostgreSQL store).
+   * @default 'db.t4g.small'
+   */
+  readonly postgresInstanceType?: string;
   /**
    * ACM certificate ARN; adds an HTTPS listener and turns port 80 into a redirect.
    * @default - HTTP only
@@ -73,12 +84,17 @@ export interface TallyStackProps extends StackProps {
   readonly deploymentConfig?: codedeploy.IServerDeploymentConfig;
 }
 
-/** VPC, Redis, the EC2 fleet behind an ALB, logs and alarms, and the delivery pipeline. */
+/**
+ * VPC, Redis or PostgreSQL, the EC2 fleet behind an ALB, logs and alarms, and the delivery
+ * pipeline.
+ */
 export class TallyStack extends Stack {
   /** The network. */
   readonly network: TallyNetwork;
-  /** The Redis replication group. */
-  readonly redis: TallyRedis;
+  /** The Redis replication group (Redis store). */
+  readonly redis: TallyRedis | undefined;
+  /** The RDS instance (PostgreSQL store). */
+  readonly postgres: TallyPostgres | undefined;
   /** ALB and Auto Scaling group. */
   readonly fleet: TallyFleet;
   /** Log groups and the CloudWatch agent configuration. */
@@ -94,11 +110,23 @@ export class TallyStack extends Stack {
     super(scope, id, props);
 
     this.network = new TallyNetwork(this, 'Network');
-    this.redis = new TallyRedis(this, 'Redis', {
-      vpc: this.network.vpc,
-      subnets: this.network.dataSubnets,
-      nodeType: props.redisNodeType,
-    });
+    const store = props.store ?? 'redis';
+    this.redis =
+      store === 'redis'
+        ? new TallyRedis(this, 'Redis', {
+            vpc: this.network.vpc,
+            subnets: this.network.dataSubnets,
+            nodeType: props.redisNodeType,
+          })
+        : undefined;
+    this.postgres =
+      store === 'postgres'
+        ? new TallyPostgres(this, 'Postgres', {
+            vpc: this.network.vpc,
+            subnets: this.network.dataSubnets,
+            instanceType: props.postgresInstanceType,
+          })
+        : undefined;
     this.logs = new TallyLogs(this, 'Logs', {
       appLogRetention: props.appLogRetention,
       errorLogRetention: props.errorLogRetention,
@@ -113,7 +141,8 @@ export class TallyStack extends Stack {
     this.fleet = new TallyFleet(this, 'Fleet', {
       vpc: this.network.vpc,
       appSubnets: this.network.appSubnets,
-      redis: this.redis,
+      ...(this.redis === undefined ? {} : { redis: this.redis }),
+      ...(this.postgres === undefined ? {} : { postgres: this.postgres }),
       adminToken,
       agentConfig: this.logs.agentConfig,
       instanceType:
@@ -127,7 +156,8 @@ export class TallyStack extends Stack {
     this.alarms = new TallyAlarms(this, 'Alarms', {
       loadBalancer: this.fleet.loadBalancer,
       targetGroup: this.fleet.targetGroup,
-      redis: this.redis,
+      ...(this.redis === undefined ? {} : { redis: this.redis }),
+      ...(this.postgres === undefined ? {} : { postgres: this.postgres }),
       flushFailures: this.logs.flushFailures,
       alarmEmail: props.alarmEmail,
     });
