@@ -94,7 +94,7 @@ export const SETTINGS = {
   },
   store: {
     env: 'TALLY_STORE',
-    schema: z.enum(['sqlite', 'memory', 'redis', 'redis-cluster']).default('sqlite'),
+    schema: z.enum(['sqlite', 'memory', 'redis', 'redis-cluster', 'postgres']).default('sqlite'),
     doc: 'Storage backend',
   },
   sqlitePath: {
@@ -136,6 +136,22 @@ export const SETTINGS = {
     env: 'TALLY_REDIS_WAIT_TIMEOUT_MS',
     schema: int(10, 60_000).default(1000),
     doc: 'Longest wait for those replicas per write (ms)',
+  },
+  postgresUrl: {
+    env: 'TALLY_POSTGRES_URL',
+    schema: z.string().min(1).default('postgres://127.0.0.1:5432/tally'),
+    doc: 'postgres:// URL with user, password and database (postgres store); its sslmode (disable, require, verify-ca, verify-full) sets TLS',
+    secret: true,
+  },
+  postgresPool: {
+    env: 'TALLY_POSTGRES_POOL',
+    schema: int(1, 1000).default(10),
+    doc: 'Most connections each instance opens to PostgreSQL (one more for LISTEN)',
+  },
+  postgresSsl: {
+    env: 'TALLY_POSTGRES_SSL',
+    schema: z.enum(['off', 'require', 'verify-full']).optional(),
+    doc: "TLS to PostgreSQL, winning over the URL's sslmode: off, require (encrypted, certificate not checked) or verify-full (certificate and host name checked against Node's CAs and NODE_EXTRA_CA_CERTS)",
   },
   dataDir: {
     env: 'TALLY_DATA_DIR',

@@ -16,7 +16,7 @@ export type {
 } from './interface.js';
 export { MemoryStore, SqliteStore };
 
-/** Opens the configured store. Redis stores are loaded only when asked for. */
+/** Opens the configured store. Redis and PostgreSQL stores are loaded only when asked for. */
 export async function createStore(config: Config): Promise<Store> {
   switch (config.store) {
     case 'memory':
@@ -30,6 +30,10 @@ export async function createStore(config: Config): Promise<Store> {
     case 'redis-cluster': {
       const { createRedisStore } = await import('./redis/factory.js');
       return createRedisStore(config);
+    }
+    case 'postgres': {
+      const { createPostgresStore } = await import('./postgres/index.js');
+      return createPostgresStore(config);
     }
   }
 }

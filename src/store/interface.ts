@@ -97,7 +97,7 @@ export interface CounterInfo {
 /** Values changed by some instance's batch, set or delete; delivered to every instance. */
 export type ChangeListener = (changes: ReadonlyMap<string, number>) => void;
 
-/** A counter store. Implementations: memory, sqlite, redis, redis-cluster. */
+/** A counter store. Implementations: memory, sqlite, redis, redis-cluster, postgres. */
 export interface Store {
   /** Backend name for logs and metrics, e.g. `sqlite`. */
   readonly kind: string;
