@@ -402,7 +402,7 @@ describe('Abacus-compatible API under /abacus', () => {
     controller.abort();
   });
 
-  it('streams share the live-stream caps with Tally\'s own', async () => {
+  it("streams share the live-stream caps with Tally's own", async () => {
     await serve({ maxSseClientsPerIp: 1 });
     await get('/abacus/hit/site/capped');
     const controller = new AbortController();
