@@ -101,6 +101,16 @@ export function judgeTargets(r: Omit<Results, 'targets'>, wal: boolean | null): 
       met: limitedRow.vsCeiling >= 0.9,
     });
   }
+  // PostgreSQL (issue 16): eventual increments against the ceiling, and store round trips.
+  const onPostgres = rows.find((x) => x.store === 'postgres' && x.kind === 'eventual');
+  if (onPostgres !== undefined) {
+    out.push({
+      name: 'eventual increments on PostgreSQL vs ceiling',
+      goal: 'measured',
+      measured: `${fmtRatio(onPostgres.vsCeiling ?? Number.NaN)} (${onPostgres.storeRoundTripsPerIncrement?.toFixed(5) ?? '?'} store round trips per increment)`,
+      met: null,
+    });
+  }
   const cmds = redis?.commandsPerIncrement;
   out.push({
     name: 'Redis commands per increment at saturation',

@@ -43,6 +43,8 @@ export interface ThroughputRow {
   readonly commandsPerIncrement?: number;
   /** EVALSHA/EVAL calls per acknowledged increment (round trips that carry a batch). */
   readonly scriptCallsPerIncrement?: number;
+  /** PostgreSQL targets: batches flushed (one statement each) per acknowledged increment. */
+  readonly storeRoundTripsPerIncrement?: number;
   /** Redis calls per command over the measured slices (from INFO commandstats). */
   readonly commandsByName?: Record<string, number>;
   /**

@@ -7,6 +7,7 @@ import type { AutocannonRequest } from 'autocannon';
 import { type BenchContext, walEnv, walLabel } from '../lib/context.js';
 import { storedSum } from '../lib/http.js';
 import { compare, type Meter, type Target } from '../lib/load.js';
+import { benchDatabase, metricTotal } from '../lib/postgres.js';
 import { type Service, startBaseline, startRedis, startTally } from '../lib/procs.js';
 import { totals } from '../lib/redis.js';
 import { check, type ThroughputRow } from '../lib/results.js';
@@ -17,7 +18,7 @@ const BODY = '{"by":1}';
 /** One Tally configuration under test. */
 interface Variant {
   readonly id: string;
-  readonly store: 'sqlite' | 'redis';
+  readonly store: 'sqlite' | 'redis' | 'postgres';
   readonly aggregator: 'accumulate' | 'queue';
   readonly wal: boolean | null;
   /** TALLY_REDIS_WAIT_REPLICAS, on a Redis of its own with one replica (issue 12). */
@@ -92,6 +93,20 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
     rateLimited: true,
   };
 
+  // PostgreSQL (issue 16): the default design on a database of the bench's own, when the
+  // machine's server answers; a bench without one reports the rows as not measured.
+  const database = await benchDatabase();
+  const onPostgres: Variant | undefined =
+    'url' in database
+      ? {
+          id: `postgres-accumulate${walId(defaultWal)}`,
+          store: 'postgres',
+          aggregator: 'accumulate',
+          wal: defaultWal,
+        }
+      : undefined;
+  if ('missing' in database) ctx.log(`no PostgreSQL rows: ${database.missing}`);
+
   const services: Service[] = [];
   const servers = new Map<string, Service>();
   try {
@@ -100,7 +115,7 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
     services.push(primary);
     services.push(await startRedis(primary));
     const redisOf = (v: Variant): Service => (v.waitReplicas === undefined ? ctx.redis : primary);
-    for (const v of [...variants, ...replicated, limited]) {
+    for (const v of [...variants, ...replicated, limited, ...(onPostgres ? [onPostgres] : [])]) {
       ctx.log(`starting tally ${v.id}`);
       const server = await startTally({
         name: v.id,
@@ -109,6 +124,7 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
           TALLY_AGGREGATOR: v.aggregator,
           TALLY_REDIS_URL: redisOf(v).url,
           TALLY_REDIS_PREFIX: `bench:${v.id}:`,
+          ...('url' in database ? { TALLY_POSTGRES_URL: database.url } : {}),
           ...(v.waitReplicas === undefined
             ? {}
             : { TALLY_REDIS_WAIT_REPLICAS: String(v.waitReplicas) }),
@@ -186,6 +202,9 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
     for (const v of variants) if (v.wal === defaultWal) plans.push(tallyPlan(v, 'strong'));
     for (const v of replicated) plans.push(tallyPlan(v, 'eventual'), tallyPlan(v, 'strong'));
     plans.push(tallyPlan(limited, 'eventual'));
+    if (onPostgres !== undefined) {
+      plans.push(tallyPlan(onPostgres, 'eventual'), tallyPlan(onPostgres, 'strong'));
+    }
     // What CORS costs a public increment: the default configuration, every request from a page
     // on another origin (`Origin` sent, CORS headers answered).
     const fromPage = variants.find(
@@ -257,6 +276,27 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
           const t = totals(counts);
           tally.all += t.all;
           tally.scripts += t.scripts;
+          tally.increments += slice.ok;
+        },
+      });
+    }
+
+    // Store round trips of the PostgreSQL targets: batches flushed (one statement each, as the
+    // store sends them) per acknowledged increment, from the server's own counters.
+    const roundTrips = new Map<string, { batches: number; increments: number }>();
+    for (const plan of plans) {
+      if (plan.row.store !== 'postgres') continue;
+      const server = plan.target.url;
+      const tally = { batches: 0, increments: 0 };
+      roundTrips.set(plan.target.id, tally);
+      let before = 0;
+      Object.assign(plan.target, {
+        before: async () => {
+          before = await metricTotal(server, 'tally_batches_flushed_total');
+        },
+        after: async (slice: { ok: number }) => {
+          await sleep(150);
+          tally.batches += (await metricTotal(server, 'tally_batches_flushed_total')) - before;
           tally.increments += slice.ok;
         },
       });
@@ -367,6 +407,13 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
         ...(ratios.get(plan.target.id)?.vsFastify === undefined
           ? {}
           : { vsFastify: ratios.get(plan.target.id)?.vsFastify }),
+        ...(roundTrips.get(plan.target.id)?.increments
+          ? {
+              storeRoundTripsPerIncrement:
+                (roundTrips.get(plan.target.id)?.batches ?? 0) /
+                (roundTrips.get(plan.target.id)?.increments ?? 1),
+            }
+          : {}),
         ...(cmd && cmd.increments > 0
           ? {
               commandsPerIncrement: cmd.all / cmd.increments,
@@ -391,6 +438,7 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
     return rows;
   } finally {
     await Promise.all(services.map((s) => s.stop()));
+    if ('url' in database) await database.drop();
   }
 }
 
