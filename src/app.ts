@@ -159,8 +159,18 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
 
     const cors = new CorsPolicy(config.corsOrigins);
     const clientOf = clientAddressOf(config.trustProxy);
-    const rateLimit = rateLimitFor(config.rateLimit, config.host, AUTO_HIT_LIMIT);
-    const createLimit = rateLimitFor(config.createRateLimit, config.host, AUTO_CREATE_LIMIT);
+    const rateLimit = rateLimitFor(
+      config.rateLimit,
+      config.host,
+      AUTO_HIT_LIMIT,
+      config.trustProxy,
+    );
+    const createLimit = rateLimitFor(
+      config.createRateLimit,
+      config.host,
+      AUTO_CREATE_LIMIT,
+      config.trustProxy,
+    );
     // One budget per client across the native and the compatible routes.
     const limiter = rateLimit === undefined ? undefined : new ClientLimiter(rateLimit, clientOf);
     const createLimiter =
@@ -168,7 +178,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     const access = new Access(
       config.adminToken,
       counters.settings,
-      publicWritesFor(config.publicWrites, config.host),
+      publicWritesFor(config.publicWrites, config.host, config.trustProxy),
     );
     const app = createHttpServer(config, logger, metrics, cors);
     app.addHook('preClose', async () => {

@@ -38,7 +38,7 @@ export const SETTINGS = {
       .string()
       .regex(/^(auto|off|[1-9]\d{0,8}\/[1-9]\d{0,5})$/)
       .default('auto'),
-    doc: 'Public increments (single and batched) per client address: N/S (N requests per S seconds, a token bucket), off, or auto: off when TALLY_HOST is loopback, else 100/10; past it, 429 RATE_LIMITED',
+    doc: 'Public increments (single and batched; keyless, or with a key that covers nothing) per client address: N/S (N requests per S seconds, a token bucket), off, or auto: off when TALLY_HOST is loopback and TALLY_TRUST_PROXY is false, else 100/10; past it, 429 RATE_LIMITED',
   },
   createRateLimit: {
     env: 'TALLY_CREATE_RATE_LIMIT',
@@ -46,12 +46,12 @@ export const SETTINGS = {
       .string()
       .regex(/^(auto|off|[1-9]\d{0,8}\/[1-9]\d{0,5})$/)
       .default('auto'),
-    doc: 'Counters created and namespaces claimed per client address: N/S, off, or auto: off when TALLY_HOST is loopback, else 10/60; past it, 429 RATE_LIMITED',
+    doc: 'Counters created and namespaces claimed per client address: N/S, off, or auto: off when TALLY_HOST is loopback and TALLY_TRUST_PROXY is false, else 10/60; past it, 429 RATE_LIMITED',
   },
   publicWrites: {
     env: 'TALLY_PUBLIC_WRITES',
     schema: z.enum(['auto', 'hits', 'open']).default('auto'),
-    doc: "What clients without a key may write. hits: +1 per request (or within a created counter's update bounds), no batches; open: any amount and batches; auto: open when TALLY_HOST is loopback, else hits",
+    doc: "What clients without a key may write. hits: +1 per request (or within a created counter's update bounds), no batches; open: any amount and batches; auto: open when TALLY_HOST is loopback and TALLY_TRUST_PROXY is false (no reverse proxy brings others in), else hits",
   },
   expireIdle: {
     env: 'TALLY_EXPIRE_IDLE',

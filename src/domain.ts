@@ -18,8 +18,9 @@ const PART_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 /** The namespace of flat names and of routes that give none. */
 export const DEFAULT_NAMESPACE = 'default';
 
+/** A namespace or key: the rule, and not `.` or `..` (which URLs resolve as path steps). */
 export function isValidPart(part: unknown): part is string {
-  return typeof part === 'string' && PART_RE.test(part);
+  return typeof part === 'string' && PART_RE.test(part) && !/^\.+$/.test(part);
 }
 
 /**

@@ -338,19 +338,19 @@ function nameOf(namespace: string | undefined, key: string): string {
         `key ${JSON.stringify(key)} is not a counter name (1-128 characters of A-Za-z0-9_.:-, starting with a letter or digit)`,
       );
     }
-    return addressable(key);
+    return key;
   }
   if (!isValidPart(namespace)) {
     throw new RowProblem(
-      `namespace ${JSON.stringify(namespace)} is not valid (1-64 characters of A-Za-z0-9_.-)`,
+      `namespace ${JSON.stringify(namespace)} is not valid (1-64 characters of A-Za-z0-9_.-, not only dots)`,
     );
   }
   if (!isValidPart(key)) {
     throw new RowProblem(
-      `key ${JSON.stringify(key)} is not valid (1-64 characters of A-Za-z0-9_.-)`,
+      `key ${JSON.stringify(key)} is not valid (1-64 characters of A-Za-z0-9_.-, not only dots)`,
     );
   }
-  return addressable(counterName(namespace, key));
+  return counterName(namespace, key);
 }
 
 /** A name as Tally's clients write it: a flat name, or `namespace/key`. */
@@ -360,19 +360,6 @@ function nameOfRef(ref: string, what: string): string {
     throw new RowProblem(
       `${what} ${JSON.stringify(ref)} is neither a counter name nor "namespace/key"`,
     );
-  }
-  return addressable(name);
-}
-
-/** `.` and `..` are valid parts, but URLs resolve them away: no HTTP request can name them. */
-function addressable(name: string): string {
-  const { namespace, key } = splitName(name);
-  for (const part of [namespace, key]) {
-    if (part === '.' || part === '..') {
-      throw new RowProblem(
-        `${JSON.stringify(part)} cannot be sent in a URL path, so no route reaches it`,
-      );
-    }
   }
   return name;
 }

@@ -3,6 +3,7 @@
  * short-lived cache of them so keyed writes do not read the store every time.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { storeUnavailable } from '../errors.js';
 import type { Store } from '../store/interface.js';
 
 /** The settings of a created counter. Counters made by increments or `set` have none. */
@@ -92,7 +93,9 @@ export class SettingsCache {
   async counter(name: string): Promise<CounterSettings | null> {
     const hit = this.counters.get(name);
     if (hit !== undefined && performance.now() - hit.at < CACHE_MS) return hit.value;
-    const info = await this.store.describe(name);
+    const info = await this.store.describe(name).catch((err: unknown) => {
+      throw storeUnavailable(err);
+    });
     const value = decodeSettings(info?.meta ?? null);
     remember(this.counters, name, value);
     return value;
@@ -101,7 +104,9 @@ export class SettingsCache {
   async namespace(namespace: string): Promise<NamespaceClaim | null> {
     const hit = this.namespaces.get(namespace);
     if (hit !== undefined && performance.now() - hit.at < CACHE_MS) return hit.value;
-    const raw = await this.store.namespaceRecord(namespace);
+    const raw = await this.store.namespaceRecord(namespace).catch((err: unknown) => {
+      throw storeUnavailable(err);
+    });
     const value = raw === undefined ? null : (JSON.parse(raw) as NamespaceClaim);
     remember(this.namespaces, namespace, value);
     return value;

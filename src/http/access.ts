@@ -17,14 +17,28 @@ import { TallyError } from '../errors.js';
  */
 export type PublicWrites = 'hits' | 'open';
 
-/** TALLY_PUBLIC_WRITES: `auto` is `open` on a loopback-only server, `hits` otherwise. */
-export function publicWritesFor(setting: 'auto' | PublicWrites, host: string): PublicWrites {
+/**
+ * TALLY_PUBLIC_WRITES: `auto` is `open` on a private server (loopback only, no trusted proxy),
+ * `hits` otherwise.
+ */
+export function publicWritesFor(
+  setting: 'auto' | PublicWrites,
+  host: string,
+  trustProxy: unknown,
+): PublicWrites {
   if (setting !== 'auto') return setting;
-  return isLoopback(host) ? 'open' : 'hits';
+  return isPrivate(host, trustProxy) ? 'open' : 'hits';
 }
 
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+/**
+ * True for a server only its own machine reaches: bound to loopback, and not behind a proxy it
+ * trusts (a reverse proxy on the same host brings the internet to a loopback address, and
+ * TALLY_TRUST_PROXY says one is there).
+ */
+export function isPrivate(host: string, trustProxy: unknown): boolean {
+  const loopback =
+    host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+  return loopback && trustProxy === false;
 }
 
 /** The key a request presents: `Authorization: Bearer …`, else undefined. */
@@ -55,43 +69,71 @@ export class Access {
   }
 
   /**
-   * Throws unless `key` (undefined: none given) may add `by` to counter `name`. Returns nothing
-   * for a keyless +1 (no promise on the hot path), else a promise.
+   * Throws unless the request may add `by` to counter `name`: as the holder of `key`, or as
+   * anyone (a key that covers nothing leaves the request what a keyless one may do). Returns
+   * nothing for a keyless +1 (no promise on the hot path), else a promise of whether the key
+   * proved ownership (false: allowed as anyone, so the public rate limit applies).
    */
-  increment(key: string | undefined, name: string, by: number): Promise<void> | undefined {
+  increment(key: string | undefined, name: string, by: number): Promise<boolean> | undefined {
     if (key === undefined) {
       if (by === 1 || this.publicWrites === 'open') return undefined;
-      return this.settings.counter(name).then((s) => {
-        if (s === null || by < s.lowerBound || by > s.upperBound)
-          throw new TallyError('KEY_REQUIRED');
+      return this.publicly(name, by).then((ok) => {
+        if (!ok) throw new TallyError('KEY_REQUIRED');
+        return false;
       });
     }
-    return this.owner(key, name);
+    return this.owner(key, name).then(
+      () => true,
+      async (err: unknown) => {
+        if (!(err instanceof TallyError) || err.status >= 500) throw err;
+        if (await this.publicly(name, by)) return false;
+        throw err;
+      },
+    );
   }
 
-  /** Throws unless `key` may send a batch of increments to all of `names`. */
-  async batch(key: string | undefined, names: Iterable<string>): Promise<void> {
-    if (key === undefined) {
-      if (this.publicWrites === 'open') return;
-      throw new TallyError('KEY_REQUIRED', 'Batches need a key (or TALLY_PUBLIC_WRITES=open)');
+  /** True when anyone may add `by` to `name`: 1, within a created counter's bounds, or open. */
+  private async publicly(name: string, by: number): Promise<boolean> {
+    if (by === 1 || this.publicWrites === 'open') return true;
+    const s = await this.settings.counter(name);
+    return s !== null && by >= s.lowerBound && by <= s.upperBound;
+  }
+
+  /**
+   * Throws unless the request may send a batch of increments to all of `names`; resolves with
+   * whether the key proved ownership (false: allowed as anyone, under the public rate limit).
+   */
+  async batch(key: string | undefined, names: Iterable<string>): Promise<boolean> {
+    if (key !== undefined) {
+      try {
+        if (this.isAdmin(key)) return true;
+        for (const name of new Set(names)) await this.owner(key, name);
+        return true;
+      } catch (err) {
+        if (!(err instanceof TallyError) || err.status >= 500 || this.publicWrites !== 'open') {
+          throw err;
+        }
+        return false;
+      }
     }
-    if (this.isAdmin(key)) return;
-    for (const name of new Set(names)) await this.owner(key, name);
+    if (this.publicWrites === 'open') return false;
+    throw new TallyError('KEY_REQUIRED', 'Batches need a key (or TALLY_PUBLIC_WRITES=open)');
   }
 
   /**
    * Throws unless `key` may set, reset or delete `name`: the admin token, the counter's key or
-   * its namespace's key. `resettable`: a keyless set is allowed on a counter created with
+   * its namespace's key. `resettable`: a set is allowed to anyone on a counter created with
    * `enable_reset`. Counters without settings in an unclaimed namespace answer as they always
    * did: ADMIN_DISABLED without an admin token, UNAUTHORIZED with one.
    */
   async owner(key: string | undefined, name: string, resettable = false): Promise<void> {
     if (this.isAdmin(key)) return;
     const settings = await this.settings.counter(name);
-    if (key === undefined && resettable && settings?.enableReset === true) return;
     if (key !== undefined && settings !== null && keyMatches(key, settings.keyHash)) return;
     const claim = await this.settings.namespace(splitName(name).namespace);
     if (key !== undefined && claim !== null && keyMatches(key, claim.keyHash)) return;
+    // What anyone may do, whether the request has no key or one that covers nothing.
+    if (resettable && settings?.enableReset === true) return;
     if (settings === null && claim === null) {
       if (this.admin === undefined && key === undefined) throw new TallyError('ADMIN_DISABLED');
       throw new TallyError('UNAUTHORIZED');

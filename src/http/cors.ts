@@ -15,7 +15,7 @@ declare module 'fastify' {
 }
 
 /** Headers a cross-origin page may read from an answer. */
-const EXPOSED = 'retry-after, idempotent-replayed, x-request-id, x-path';
+const EXPOSED = 'retry-after, idempotent-replayed, x-request-id, x-path, x-admin-key';
 /** Request headers a cross-origin page may send. */
 const ALLOWED_HEADERS = 'content-type, idempotency-key, x-request-id, last-event-id';
 /** How long a browser may keep a preflight answer, in seconds. */

@@ -6,7 +6,7 @@
  * its requests reach (docs/reliability.md).
  */
 import { TallyError } from '../errors.js';
-import { isLoopback } from './access.js';
+import { isPrivate } from './access.js';
 
 /** A limit of `requests` per `seconds`, bursting up to `requests`. */
 export interface RateLimit {
@@ -97,15 +97,16 @@ export class ClientLimiter {
 
 /**
  * What a rate limit setting (validated by config.ts) means for a server bound to `host`: `off`,
- * `N/S`, or `auto`: off on loopback only, `auto` otherwise.
+ * `N/S`, or `auto`: off on a private server (loopback only, no trusted proxy), `auto` otherwise.
  */
 export function rateLimitFor(
   setting: string,
   host: string,
   auto: RateLimit,
+  trustProxy: unknown = false,
 ): RateLimit | undefined {
   if (setting === 'off') return undefined;
-  if (setting === 'auto') return isLoopback(host) ? undefined : auto;
+  if (setting === 'auto') return isPrivate(host, trustProxy) ? undefined : auto;
   const [requests, seconds] = setting.split('/').map(Number) as [number, number];
   return { requests, seconds };
 }

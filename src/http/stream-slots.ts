@@ -22,7 +22,8 @@ export class StreamSlots {
   /**
    * Takes a slot for a stream from `client`, or throws (changing nothing): 503
    * TOO_MANY_SSE_CLIENTS when the instance is full, 429 TOO_MANY_STREAMS when the client holds
-   * its share. Then `add` the stream once it is open; `release` frees the slot exactly once.
+   * its share. Then `add` the stream once it is open; `release` frees the slot exactly once (also
+   * when opening the stream failed before `add`).
    */
   take(client: string): { add(stream: EventStream): void; release(): void } {
     if (this.streams.size >= this.max)

@@ -428,6 +428,65 @@ describe('Abacus-compatible API under /abacus', () => {
   });
 });
 
+describe('what the review of the compatible routes found', () => {
+  it('keeps admin keys out of caches, URLs and other origins', async () => {
+    await serve();
+    const created = await get('/countapi/create?key=cachekey');
+    expect(created.headers.get('cache-control')).toBe('no-store');
+    expect(created.headers.get('access-control-expose-headers')).toBeNull();
+    const fromPage = await get('/countapi/create?key=cachekey2', { origin: 'https://a.example' });
+    expect(fromPage.headers.get('access-control-expose-headers')).toContain('x-admin-key');
+    const abacus = await get('/abacus/create/site/cachekey');
+    expect(abacus.headers.get('cache-control')).toBe('no-store');
+    // Tally's admin token is accepted as a Bearer header only, never in the URL.
+    const inUrl = await post(`/abacus/set/site/cachekey?value=9&token=${ADMIN_TOKEN}`);
+    expect(inUrl.status).toBe(401);
+    expect((await get('/abacus/get/site/cachekey')).json).toEqual({ value: 0 });
+    // Token routes answer no CORS: a page on another origin cannot read their answers.
+    const key = abacus.json.admin_key as string;
+    const cross = await post(`/abacus/reset/site/cachekey?token=${key}`, {
+      origin: 'https://a.example',
+    });
+    expect(cross.status).toBe(200);
+    expect(cross.headers.get('access-control-allow-origin')).toBeNull();
+  });
+
+  it('answers ?img with the pixel on errors too, and checks CountAPI bounds in its order', async () => {
+    await serve();
+    const bad = await fetch(`${base}/countapi/hit/ab?img`);
+    expect(bad.status).toBe(400);
+    expect(bad.headers.get('content-type')).toBe('image/gif');
+    const low = await get('/countapi/create?key=order1&update_lowerbound=5');
+    expect(low.json).toEqual({ error: 'update_lowerbound must be negative' });
+    const up = await get('/countapi/create?key=order2&update_upperbound=-5&update_lowerbound=-9');
+    expect(up.json).toEqual({ error: 'update_upperbound must be positive' });
+  });
+
+  it('resolves :HOST: to the host name, without a port', async () => {
+    await serve();
+    const r = await get('/countapi/hit/:HOST:/visits', { origin: 'https://site.com:8443' });
+    expect(r.status).toBe(200);
+    expect(r.headers.get('x-path')).toBe('site.com/visits');
+  });
+
+  it('sends an Abacus stream the change made while it read the first value', async () => {
+    await serve();
+    await get('/abacus/hit/site/racey');
+    const controller = new AbortController();
+    const res = await fetch(`${base}/abacus/stream/site/racey`, { signal: controller.signal });
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    let text = '';
+    await get('/abacus/hit/site/racey');
+    while (!text.includes('data: {"value":2}')) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`ended: ${text}`);
+      text += Buffer.from(value).toString('utf8');
+    }
+    controller.abort();
+    expect(text).toContain('data: {"value":2}');
+  });
+});
+
 describe('TALLY_COMPAT_ROOT', () => {
   it('none (default): /hit is not a route', async () => {
     await serve();

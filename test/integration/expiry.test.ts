@@ -170,3 +170,26 @@ describe.each(backends)('idle expiry on %s', (_label, openStore) => {
     );
   });
 });
+
+it('records last writes on Redis while expiry is off, so turning it on later expires nothing in use', async () => {
+  const { createRedisStore } = await import('../../src/store/redis/factory.js');
+  const { loadConfig } = await import('../../src/config.js');
+  const prefix = `exp-off-${randomUUID().slice(0, 8)}:`;
+  // As `tally serve` opens it without TALLY_EXPIRE_IDLE.
+  const store = await createRedisStore(
+    loadConfig(
+      {},
+      { store: 'redis', redisUrl: (redis as RedisServer).url, redisKeyPrefix: prefix },
+    ),
+  );
+  try {
+    await store.applyBatch({ instanceId: 'w@1', seq: 1, deltas: new Map([['busy', 1]]) });
+    const info = await store.describe('busy');
+    expect(info?.touchedAt).toBeTypeOf('number');
+    expect(Math.abs((info?.touchedAt ?? 0) - Date.now())).toBeLessThan(5000);
+    // Expiry turned on later: a counter written a moment ago is not idle.
+    expect(await store.expireIdle(Date.now() - 60_000, 100)).toEqual([]);
+  } finally {
+    await store.close();
+  }
+});

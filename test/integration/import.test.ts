@@ -259,7 +259,7 @@ describe('tally import', () => {
     expect(r.stdout).toBe('');
     expect(lines(r.stderr)).toEqual([
       `tally: ${path}: line 3: value "12x" is not an integer`,
-      `tally: ${path}: line 4: namespace "bad ns" is not valid (1-64 characters of A-Za-z0-9_.-)`,
+      `tally: ${path}: line 4: namespace "bad ns" is not valid (1-64 characters of A-Za-z0-9_.-, not only dots)`,
       `tally: ${path}: line 5: expected 3 fields (namespace,key,value), found 2`,
       `tally: ${path}: line 6: value 9007199254740992 is outside ±(2^53-1)`,
       `tally: ${path}: line 7: good/one is listed again (first at line 2)`,
@@ -419,7 +419,7 @@ describe('reading import lists', () => {
       'index 6: "full_key" must look like "K:namespace:key", found "ns:key"',
       'index 7: "name" names ns/a but "full_key" names ns/b',
       'index 8: "path" "/hit/ns/k" is not a /get/ or /info/ request path (write "namespace/key" for a counter)',
-      'index 9: ".." cannot be sent in a URL path, so no route reaches it',
+      'index 9: key ".." is not valid (1-64 characters of A-Za-z0-9_.-, not only dots)',
       'index 10: expected an object with a counter and its "value", found "ns/ok"',
       'index 11: ns/ok is listed again (first at index 0)',
     ]);

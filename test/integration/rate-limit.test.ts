@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isTallyError } from '../../src/errors.js';
+import { publicWritesFor } from '../../src/http/access.js';
 import {
   AUTO_HIT_LIMIT,
   ClientLimiter,
@@ -98,6 +99,14 @@ describe('rate limits', () => {
     );
     expect(statuses.every((s) => s === 202)).toBe(true);
     expect(rateLimitFor('auto', '127.0.0.1', AUTO_HIT_LIMIT)).toBeUndefined();
+    // Behind a proxy it trusts, loopback is the internet's way in: limited, and hits only.
+    expect(rateLimitFor('auto', '127.0.0.1', AUTO_HIT_LIMIT, 1)).toEqual(AUTO_HIT_LIMIT);
+    expect(publicWritesFor('auto', '127.0.0.1', false)).toBe('open');
+    expect(publicWritesFor('auto', '127.0.0.1', 1)).toBe('hits');
+    expect(publicWritesFor('auto', '::1', ['10.0.0.0/8'])).toBe('hits');
+    // A host name that merely starts with 127. is no loopback address.
+    expect(publicWritesFor('auto', '127.evil.example', false)).toBe('hits');
+    expect(rateLimitFor('auto', '127.evil.example', AUTO_HIT_LIMIT)).toEqual(AUTO_HIT_LIMIT);
     expect(rateLimitFor('auto', '0.0.0.0', AUTO_HIT_LIMIT)).toEqual({ requests: 100, seconds: 10 });
     expect(rateLimitFor('30/1', '127.0.0.1', AUTO_HIT_LIMIT)).toEqual({ requests: 30, seconds: 1 });
     expect(rateLimitFor('off', '0.0.0.0', AUTO_HIT_LIMIT)).toBeUndefined();

@@ -138,19 +138,17 @@ export async function counterRoutes(
       `${family.path}/increment`,
       { schema: { response: { 200: valueReply, 202: valueReply } }, config: { cors: true } },
       async (request, reply) => {
-        // First: a flood is refused before it costs any parsing, and nothing changes.
-        limiter?.take(request);
+        const key = request.headers.authorization === undefined ? undefined : bearerOf(request);
+        // First: a flood is refused before it costs any parsing, and nothing changes. Requests
+        // with a key are limited only if the key proves nothing (below).
+        if (key === undefined) limiter?.take(request);
         const name = family.name(request.params);
         const body = asObject(request.body, BY_FIELDS);
         const by = body.by === undefined ? 1 : assertBy(body.by);
         const consistency = parseConsistency(request.query);
         // A keyless +1 is decided without a promise; anything else may read settings.
-        const allowed = access.increment(
-          request.headers.authorization === undefined ? undefined : bearerOf(request),
-          name,
-          by,
-        );
-        if (allowed !== undefined) await allowed;
+        const allowed = access.increment(key, name, by);
+        if (allowed !== undefined && !(await allowed) && key !== undefined) limiter?.take(request);
         if (request.headers['idempotency-key'] === undefined) {
           // The common case, without the closures `once` needs: this is the hot route.
           let value: number;
@@ -247,7 +245,8 @@ export async function counterRoutes(
     const created = await createCounter(counters, name, options);
     if (created === undefined) throw new TallyError('COUNTER_EXISTS');
     requestLog(logger, request).info({ counter: name }, 'counter created');
-    reply.code(201);
+    // The admin key is in this answer: no cache may keep it.
+    reply.code(201).header('cache-control', 'no-store');
     return {
       name,
       namespace,
@@ -269,6 +268,10 @@ export async function counterRoutes(
       const key = bearerOf(request);
       // Claiming hands over every counter of the namespace: only the admin may claim `default`
       // or a namespace that already has counters (someone else's, perhaps).
+      // Claimed already: 409 whoever asks, before any check that flushes.
+      if ((await counters.settings.namespace(namespace)) !== null) {
+        throw new TallyError('NAMESPACE_TAKEN');
+      }
       if (!access.isAdmin(key)) {
         if (namespace === DEFAULT_NAMESPACE) {
           throw new TallyError('FORBIDDEN', 'Only the admin token may claim "default"');
@@ -287,7 +290,7 @@ export async function counterRoutes(
       });
       if (!ok) throw new TallyError('NAMESPACE_TAKEN');
       requestLog(logger, request).info({ namespace }, 'namespace claimed');
-      reply.code(201);
+      reply.code(201).header('cache-control', 'no-store');
       return { namespace, namespace_key: namespaceKey };
     },
   );
@@ -296,14 +299,16 @@ export async function counterRoutes(
     '/api/v1/increments',
     { config: { cors: true } },
     async (request, reply) => {
-      limiter?.take(request);
+      const key = bearerOf(request);
+      if (key === undefined) limiter?.take(request);
       const body = asObject(request.body, BATCH_FIELDS);
       const items = parseBatch(body.increments);
       const consistency = parseConsistency(request.query);
-      await access.batch(
-        bearerOf(request),
+      const owned = await access.batch(
+        key,
         items.map((i) => i.name),
       );
+      if (!owned && key !== undefined) limiter?.take(request);
       return once(
         request,
         reply,

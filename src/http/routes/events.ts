@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { CounterService } from '../../counters/service.js';
 import { counterName } from '../../domain.js';
 import type { LiveHub } from '../../live/hub.js';
-import { openEventStream } from '../../live/sse.js';
+import { type EventStream, openEventStream } from '../../live/sse.js';
 import type { CorsPolicy } from '../cors.js';
 import { assertKey, assertName, assertPart } from '../parse.js';
 import type { StreamSlots } from '../stream-slots.js';
@@ -41,19 +41,25 @@ export async function eventRoutes(app: FastifyInstance, opts: EventRoutesOptions
       async (request, reply) => {
         const name = nameOf(request.params);
         const slot = opts.slots.take(request.ip);
-        // A hijacked reply passes no onSend: its CORS headers go on the raw response here.
-        const origin = request.headers.origin;
-        if (origin !== undefined)
-          opts.cors.apply(origin, (name, value) => reply.raw.setHeader(name, value));
-        reply.hijack();
         let unsubscribe = () => {};
-        const stream = openEventStream(reply.raw, {
-          heartbeatMs: opts.heartbeatMs,
-          onClose: () => {
-            unsubscribe();
-            slot.release();
-          },
-        });
+        let stream: EventStream;
+        try {
+          // A hijacked reply passes no onSend: its CORS headers go on the raw response here.
+          const origin = request.headers.origin;
+          if (origin !== undefined)
+            opts.cors.apply(origin, (name, value) => reply.raw.setHeader(name, value));
+          reply.hijack();
+          stream = openEventStream(reply.raw, {
+            heartbeatMs: opts.heartbeatMs,
+            onClose: () => {
+              unsubscribe();
+              slot.release();
+            },
+          });
+        } catch (err) {
+          slot.release();
+          throw err;
+        }
         slot.add(stream);
 
         // Subscribe before reading so no change is missed; hold changes until the first value is out.

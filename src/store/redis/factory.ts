@@ -114,7 +114,8 @@ export async function createRedisStore(config: Config): Promise<Store> {
     waitTimeoutMs: config.redisWaitTimeoutMs,
     sentinels: config.redisSentinels,
     sentinelName: config.redisSentinelName,
-    trackLastWrite: config.expireIdle !== undefined,
+    // Always: a counter written while expiry was off must not look idle once it is turned on.
+    trackLastWrite: true,
   });
 }
 

@@ -81,8 +81,9 @@ export interface RedisStoreOptions {
   /** Longest `WAIT` for replicas, in ms. @default 1000 */
   readonly waitTimeoutMs?: number;
   /**
-   * Record each counter's last write (a ZSET per shard) so `expireIdle` can find idle ones. One
-   * more command per batch: set it only when counters expire. @default false
+   * Record each counter's last write (a ZSET per shard) so `expireIdle` can find idle ones: one
+   * more command per batch. Tally always sets it, so turning TALLY_EXPIRE_IDLE on later never
+   * finds a counter that was written meanwhile looking idle. @default false
    */
   readonly trackLastWrite?: boolean;
 }

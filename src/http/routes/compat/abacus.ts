@@ -7,7 +7,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { keyMatches } from '../../../counters/settings.js';
 import { counterName, DEFAULT_NAMESPACE, MAX_BY, MAX_VALUE } from '../../../domain.js';
-import { openEventStream } from '../../../live/sse.js';
+import { type EventStream, openEventStream } from '../../../live/sse.js';
 import { VERSION } from '../../../version.js';
 import { bearerOf } from '../../access.js';
 import { createCounter } from '../counters.js';
@@ -40,6 +40,7 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
   const { counters, access, limiter, createLimiter, hub, slots } = opts;
   const started = Date.now();
   const commands = { create: 0, get: 0, hit: 0, total: 0 };
+  let created = 0;
   compatErrors(app, false);
   app.addHook('onRequest', async () => {
     commands.total++;
@@ -59,12 +60,20 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
     op: string,
     handler: (request: Req, reply: FastifyReply) => Promise<unknown>,
     single = true,
+    cors = true,
   ) {
+    // Token routes (set, reset, update, delete) answer no CORS: like Tally's own admin routes,
+    // a page on another origin cannot call them.
+    const options = cors ? publicRoute : {};
     for (const method of methods) {
-      app.route({ method, url: `/${op}/:ns/:key`, ...publicRoute, handler: handler as never });
-      if (single)
-        app.route({ method, url: `/${op}/:key`, ...publicRoute, handler: handler as never });
+      app.route({ method, url: `/${op}/:ns/:key`, ...options, handler: handler as never });
+      if (single) app.route({ method, url: `/${op}/:key`, ...options, handler: handler as never });
     }
+  }
+
+  /** A POST route that needs the counter's token, without CORS. */
+  function tokenRoute(op: string, handler: (request: Req) => Promise<unknown>) {
+    route(['POST'], op, handler, true, false);
   }
 
   /** JSON, or JSONP when the request names a callback (hit and get, as Abacus). */
@@ -117,7 +126,8 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
     if (adminKey === undefined) {
       throw new CompatError(409, 'Key already exists, please use a different key.');
     }
-    reply.code(201);
+    created++;
+    reply.code(201).header('cache-control', 'no-store');
     return { admin_key: adminKey, key: path.key, namespace: path.namespace, value };
   });
 
@@ -152,7 +162,7 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
     };
   });
 
-  route(['POST'], 'set', async (request) => {
+  tokenRoute('set', async (request) => {
     const value = valueParam(request, 'value must be a number', MAX_VALUE);
     const path = pathOf(request);
     await authorize(request, path);
@@ -161,7 +171,7 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
     return { value };
   });
 
-  route(['POST'], 'reset', async (request) => {
+  tokenRoute('reset', async (request) => {
     const path = pathOf(request);
     await authorize(request, path);
     await mustExist(path, 'Key does not exist, please use a different key.');
@@ -169,7 +179,7 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
     return { value: 0 };
   });
 
-  route(['POST'], 'update', async (request) => {
+  tokenRoute('update', async (request) => {
     const by = valueParam(request, 'value must be a number, this means no floats.', MAX_BY);
     if (by === 0) {
       throw new CompatError(
@@ -183,7 +193,7 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
     return { value: await counters.increment(path.name, by, 'eventual') };
   });
 
-  route(['POST'], 'delete', async (request) => {
+  tokenRoute('delete', async (request) => {
     const path = pathOf(request);
     await authorize(request, path);
     await counters.delete(path.name);
@@ -192,24 +202,39 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
 
   route(['GET'], 'stream', async (request, reply) => {
     const path = pathOf(request);
-    const found = await counters.describe(path.name);
     const slot = slots.take(request.ip);
-    const origin = request.headers.origin;
-    if (origin !== undefined) opts.cors.apply(origin, (n, v) => reply.raw.setHeader(n, v));
-    reply.hijack();
-    let unsubscribe = () => {};
-    const stream = openEventStream(reply.raw, {
-      heartbeatMs: opts.heartbeatMs,
-      unnamed: true,
-      onClose: () => {
-        unsubscribe();
-        slot.release();
-      },
+    // Subscribed before the read, so a change during it is not lost; held until the first frame.
+    let first = false;
+    let latest: number | undefined;
+    let stream: EventStream | undefined;
+    const unsubscribe = hub.subscribe(path.name, (value) => {
+      if (first && stream !== undefined) stream.send('value', { value });
+      else latest = value;
     });
+    let found: Awaited<ReturnType<typeof counters.describe>>;
+    try {
+      found = await counters.describe(path.name);
+      const origin = request.headers.origin;
+      if (origin !== undefined) opts.cors.apply(origin, (n, v) => reply.raw.setHeader(n, v));
+      reply.hijack();
+      stream = openEventStream(reply.raw, {
+        heartbeatMs: opts.heartbeatMs,
+        unnamed: true,
+        onClose: () => {
+          unsubscribe();
+          slot.release();
+        },
+      });
+    } catch (err) {
+      unsubscribe();
+      slot.release();
+      throw err;
+    }
     slot.add(stream);
-    unsubscribe = hub.subscribe(path.name, (value) => stream.send('value', { value }));
-    // As Abacus: the first frame only when the counter exists.
+    first = true;
+    // As Abacus: the first frame only when the counter exists (or changed meanwhile).
     if (found !== undefined) stream.send('value', { value: found.value });
+    if (latest !== undefined && latest !== found?.value) stream.send('value', { value: latest });
   });
 
   app.get('/stats', publicRoute, async () => ({
@@ -219,8 +244,9 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
     expired_keys__since_restart: '',
     key_misses__since_restart: '',
     shard: opts.instanceId,
-    // Abacus estimates this too; here: counters created through this instance since it started.
-    total_keys: commands.create,
+    // Abacus estimates this too; here: counters created through this instance since it started
+    // (`commands.create` counts create requests, refused ones included, as Abacus's does)
+    total_keys: created,
     uptime: goDuration(Date.now() - started),
     version: VERSION,
   }));
@@ -232,19 +258,20 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
 
   /**
    * Abacus's ownership check: a token (Bearer, or `?token=`) equal to the counter's admin key.
-   * Tally's admin token and the namespace key count too.
+   * The namespace key counts too, and Tally's admin token as a Bearer header.
    */
   async function authorize(request: Req, path: Path): Promise<void> {
     const query = request.query.token;
-    const token =
-      bearerOf(request) ?? (typeof query === 'string' && query !== '' ? query : undefined);
+    const bearer = bearerOf(request);
+    const token = bearer ?? (typeof query === 'string' && query !== '' ? query : undefined);
     if (token === undefined) {
       throw new CompatError(
         400,
         'Token is required, please provide a token in the format of a Bearer token header or ?token=ADMIN_TOKEN',
       );
     }
-    if (access.isAdmin(token)) return;
+    // Tally's admin token only in the header: a URL ends up in proxy logs and browser history.
+    if (bearer !== undefined && access.isAdmin(bearer)) return;
     const settings = await counters.settings.counter(path.name);
     const claim = await counters.settings.namespace(path.namespace);
     if (settings === null && claim === null) {

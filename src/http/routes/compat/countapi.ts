@@ -19,10 +19,8 @@ import {
   publicRoute,
   resolveReserved,
   sendJsonp,
+  sendPixel,
 } from './shared.js';
-
-/** The 1×1 transparent GIF `?img` answers with. */
-const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
 
 type Req = FastifyRequest<{
   Params: { ns?: string; key: string };
@@ -55,13 +53,7 @@ export async function countapiRoutes(app: FastifyInstance, opts: CompatOptions):
   ): FastifyReply {
     if (path !== undefined) reply.header('x-path', `${path.namespace}/${path.key}`);
     const q = request.query;
-    if (q.img !== undefined) {
-      return reply
-        .code(status)
-        .header('content-type', 'image/gif')
-        .header('cache-control', 'no-store')
-        .send(PIXEL);
-    }
+    if (q.img !== undefined) return sendPixel(reply.code(status));
     const callback = callbackOf(q);
     // "JSONP requests never fail": 200, with the status inside the answer.
     if (callback !== undefined) return sendJsonp(reply.code(200), callback, { ...body, status });
@@ -192,13 +184,14 @@ export async function countapiRoutes(app: FastifyInstance, opts: CompatOptions):
     ) {
       throw new TallyError('INVALID_NAMESPACE', 'Malformed Namespace/Key');
     }
-    const options = parseCreate(q, 0, { lowerBound: -1, upperBound: 1 });
-    if (options.upperBound < 0) {
+    // CountAPI's own checks first, with its messages: the upper bound ≥ 0, the lower one ≤ 0.
+    if (typeof q.update_upperbound === 'string' && /^-\d/.test(q.update_upperbound)) {
       throw new TallyError('INVALID_QUERY', 'update_upperbound must be positive');
     }
-    if (options.lowerBound > 0) {
+    if (typeof q.update_lowerbound === 'string' && /^\+?[1-9]/.test(q.update_lowerbound)) {
       throw new TallyError('INVALID_QUERY', 'update_lowerbound must be negative');
     }
+    const options = parseCreate(q, 0, { lowerBound: -1, upperBound: 1 });
     await access.create(bearerOf(request), namespace);
     const path = { namespace, key, name: counterName(namespace, key) };
     const adminKey = await createCounter(counters, path.name, options);
@@ -208,7 +201,7 @@ export async function countapiRoutes(app: FastifyInstance, opts: CompatOptions):
     stats.created++;
     // CountAPI's body has exactly these three fields (strict clients parse nothing else), so
     // the counter's admin key travels in a header.
-    reply.header('x-admin-key', adminKey);
+    reply.header('x-admin-key', adminKey).header('cache-control', 'no-store');
     return answer(request, reply, 200, { namespace, key, value: options.value }, path);
   });
 

@@ -57,7 +57,8 @@ export class CompatError extends Error {
 /**
  * Errors in these layers answer in their APIs' shape, `{"error": "<message>"}`, with Tally's
  * status and headers (Retry-After and RateLimit-* on a 429). Scoped to the layer's plugin.
- * `jsonpErrors`: a request with a callback gets its error as JSONP too (CountAPI).
+ * `jsonpErrors`: a request with a callback gets its error as JSONP too, and one with `?img` the
+ * pixel (CountAPI).
  */
 export function compatErrors(app: FastifyInstance, jsonpErrors: boolean): void {
   app.setErrorHandler((raw, request, reply) => {
@@ -65,8 +66,11 @@ export function compatErrors(app: FastifyInstance, jsonpErrors: boolean): void {
     const err = toTallyError(raw);
     if (err.retryAfterS !== undefined) reply.header('retry-after', String(err.retryAfterS));
     if (err.headers !== undefined) reply.headers(err.headers);
+    const query = request.query as Record<string, unknown>;
+    // CountAPI: `?img` always answers the pixel, with the status the JSON answer would have.
+    if (jsonpErrors && query.img !== undefined) return sendPixel(reply.code(err.status));
     // CountAPI: "JSONP requests never fail": 200, with the status inside the answer.
-    const callback = jsonpErrors ? callbackOf(request.query as Record<string, unknown>) : undefined;
+    const callback = jsonpErrors ? callbackOf(query) : undefined;
     if (callback !== undefined) {
       return sendJsonp(reply.code(200), callback, { error: err.message, status: err.status });
     }
@@ -74,11 +78,19 @@ export function compatErrors(app: FastifyInstance, jsonpErrors: boolean): void {
   });
 }
 
+/** The 1×1 transparent GIF CountAPI's `?img` answers with. */
+const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
+
+/** Answers the pixel (the caller set the status). */
+export function sendPixel(reply: FastifyReply): FastifyReply {
+  return reply.header('content-type', 'image/gif').header('cache-control', 'no-store').send(PIXEL);
+}
+
 /** Marks a route for CORS (allowed origins may call it) and answers its preflight. */
 export const publicRoute = { config: { cors: true } } as const;
 
 /**
- * CountAPI's reserved words, resolved from the page the request came from: `:HOST:` is the host of
+ * CountAPI's reserved words, resolved from the page the request came from: `:HOST:` is the host name of
  * its Origin (or Referer), `:PATHNAME:` the Referer's path without its slashes. Shorter than 3,
  * padded with dots on the left; longer than 64, cut. Undefined when the header is missing.
  */
@@ -88,7 +100,7 @@ export function resolveReserved(part: string, request: FastifyRequest): string |
   const referer = header(request, 'referer');
   let value: string | undefined;
   try {
-    if (part === ':HOST:' && origin !== undefined) value = new URL(origin).host;
+    if (part === ':HOST:' && origin !== undefined) value = new URL(origin).hostname;
     if (part === ':PATHNAME:' && referer !== undefined) {
       value = new URL(referer).pathname.replaceAll('/', '');
     }
