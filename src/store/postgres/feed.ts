@@ -6,6 +6,7 @@
 import type { Client } from 'pg';
 import { backoffMs } from '../../util/retry.js';
 import type { ChangeListener } from '../interface.js';
+import { NewestVersions } from '../versions.js';
 import { quoteIdent, timed } from './schema.js';
 
 /** A counter's stored value and the version of the write that left it there. */
@@ -34,11 +35,6 @@ export interface PostgresFeedOptions {
   readonly onListening?: (reconnected: boolean) => void;
 }
 
-interface Tracked {
-  version: number;
-  value: number;
-}
-
 /**
  * Notifications and query replies arrive on different connections, so either may come first.
  * The feed keeps the newest version it has seen per counter and lets out neither a message nor
@@ -46,8 +42,7 @@ interface Tracked {
  */
 export class PostgresFeed {
   private readonly listeners = new Set<ChangeListener>();
-  private readonly tracked = new Map<string, Tracked>();
-  private readonly maxTracked: number;
+  private readonly versions: NewestVersions;
   private client: Client | null = null;
   private started = false;
   private closed = false;
@@ -57,7 +52,7 @@ export class PostgresFeed {
   private retry: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: PostgresFeedOptions) {
-    this.maxTracked = options.maxTracked ?? 100_000;
+    this.versions = new NewestVersions(options.maxTracked ?? 100_000);
   }
 
   /** True once someone watches (also while reconnecting): only then are versions kept. */
@@ -67,7 +62,7 @@ export class PostgresFeed {
 
   /** True when this counter's newest version is known. */
   tracks(name: string): boolean {
-    return this.tracked.has(name);
+    return this.versions.has(name);
   }
 
   watch(listener: ChangeListener): () => void {
@@ -96,17 +91,7 @@ export class PostgresFeed {
    */
   newest(name: string, version: number, value: number): number {
     if (!this.active) return value;
-    const known = this.tracked.get(name);
-    if (known !== undefined && known.version > version) return known.value;
-    if (known !== undefined && known.version === version && known.value === value) return value;
-    // Re-inserted, so the map's order is least recently written first.
-    this.tracked.delete(name);
-    this.tracked.set(name, { version, value });
-    if (this.tracked.size > this.maxTracked) {
-      const oldest = this.tracked.keys().next().value;
-      if (oldest !== undefined) this.tracked.delete(oldest);
-    }
-    return value;
+    return this.versions.offer(name, version, value);
   }
 
   /** Connects, listens, and after a reconnect resyncs; on any failure tries again later. */
@@ -176,15 +161,15 @@ export class PostgresFeed {
    * while the database is still out of reach.
    */
   private resync(attempt: number): void {
-    if (this.closed || this.listeners.size === 0 || this.tracked.size === 0) return;
-    const names = [...this.tracked.keys()];
-    const before = new Map(names.map((name) => [name, this.tracked.get(name)?.version]));
+    if (this.closed || this.listeners.size === 0 || this.versions.size === 0) return;
+    const names = this.versions.names();
+    const before = new Map(names.map((name) => [name, this.versions.get(name)?.version]));
     this.options.read(names).then(
       (rows) => {
         if (this.closed) return;
         const changes = new Map<string, number>();
         for (const name of names) {
-          const known = this.tracked.get(name);
+          const known = this.versions.get(name);
           const row = rows.get(name);
           if (row !== undefined) {
             if (known !== undefined && known.version >= row.version) continue;
@@ -195,7 +180,8 @@ export class PostgresFeed {
             known.version === before.get(name) &&
             known.value !== 0
           ) {
-            known.value = 0;
+            // Gone from the store: it reads 0, at the version it was last seen.
+            this.versions.offer(name, known.version, 0);
             changes.set(name, 0);
           }
         }

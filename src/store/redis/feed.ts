@@ -3,6 +3,7 @@
  * in version order, with a heartbeat on the subscription and a resync after it reconnects.
  */
 import type { ChangeListener } from '../interface.js';
+import { NewestVersions } from '../versions.js';
 import type { RedisClient } from './store.js';
 
 /** A counter's value at a shard version, as a resync reads it. */
@@ -27,11 +28,6 @@ export interface ChangeFeedOptions {
   readonly read: (names: string[]) => Promise<VersionedValue[]>;
 }
 
-interface Tracked {
-  version: number;
-  value: number;
-}
-
 /**
  * Pub/sub messages and command replies arrive on different connections, so either may be first:
  * the feed remembers the newest version seen per counter, and neither delivers nor lets the
@@ -39,14 +35,13 @@ interface Tracked {
  */
 export class ChangeFeed {
   private readonly listeners = new Set<ChangeListener>();
-  private readonly tracked = new Map<string, Tracked>();
-  private readonly maxTracked: number;
+  private readonly versions: NewestVersions;
   private subscriber: RedisClient | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private closed = false;
 
   constructor(private readonly options: ChangeFeedOptions) {
-    this.maxTracked = options.maxTracked ?? 100_000;
+    this.versions = new NewestVersions(options.maxTracked ?? 100_000);
   }
 
   /** True while subscribed: only then can values race, and only then are versions kept. */
@@ -56,7 +51,7 @@ export class ChangeFeed {
 
   /** True when this counter's newest version is known. */
   tracks(name: string): boolean {
-    return this.tracked.has(name);
+    return this.versions.has(name);
   }
 
   watch(listener: ChangeListener): () => void {
@@ -81,19 +76,7 @@ export class ChangeFeed {
    */
   newest(name: string, version: number, value: number): number {
     if (this.subscriber === null) return value;
-    const known = this.tracked.get(name);
-    if (known !== undefined && known.version > version) return known.value;
-    if (known !== undefined && known.version === version && known.value === value) {
-      // A message for a version already seen (duplicate batch read): nothing new to say.
-      return value;
-    }
-    this.tracked.delete(name);
-    this.tracked.set(name, { version, value });
-    if (this.tracked.size > this.maxTracked) {
-      const oldest = this.tracked.keys().next().value;
-      if (oldest !== undefined) this.tracked.delete(oldest);
-    }
-    return value;
+    return this.versions.offer(name, version, value);
   }
 
   private subscribe(): void {
@@ -134,11 +117,11 @@ export class ChangeFeed {
    */
   private resync(attempt: number): void {
     if (this.closed || this.listeners.size === 0) return;
-    this.options.read([...this.tracked.keys()]).then(
+    this.options.read(this.versions.names()).then(
       (rows) => {
         const changes = new Map<string, number>();
         for (const { name, version, value } of rows) {
-          const before = this.tracked.get(name);
+          const before = this.versions.get(name);
           if (before !== undefined && before.version >= version) continue;
           this.newest(name, version, value);
           if (before?.value !== value) changes.set(name, value);
