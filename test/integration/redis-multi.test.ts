@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectLiveAcross, post, rng } from '../helpers/multi.js';
 import { type RedisServer, startRedis } from '../helpers/redis-server.js';
 import { type ServerProcess, startServer } from '../helpers/server-process.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -37,24 +38,6 @@ afterAll(async () => {
   await redis?.close();
   for (const d of dirs) d.remove();
 });
-
-/** POSTs JSON and returns status and body; never throws on HTTP errors. */
-async function post(url: string, body?: unknown): Promise<{ status: number; body: unknown }> {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, body: await res.json() };
-}
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 describe('three Tally instances on one Redis', () => {
   it('gives each instance its own persisted instance id', async () => {
@@ -194,72 +177,6 @@ describe('three Tally instances on one Redis', () => {
 
   it('streams values made on instance A to a live client on instance B within ~2 flush intervals', async () => {
     const [a, b] = tallies as [ServerProcess, ServerProcess];
-    const name = `live-${randomUUID().slice(0, 6)}`;
-    const controller = new AbortController();
-    const res = await fetch(`${b.url}/api/v1/counters/${name}/events`, {
-      signal: controller.signal,
-    });
-    expect(res.status).toBe(200);
-    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-    const decoder = new TextDecoder();
-    const values: Array<{ value: number; at: number }> = [];
-    let buffered = '';
-    const reading = (async () => {
-      for (;;) {
-        const { done, value } = await reader.read().catch(() => ({ done: true, value: undefined }));
-        if (done) return;
-        buffered += decoder.decode(value, { stream: true });
-        let end = buffered.indexOf('\n\n');
-        while (end >= 0) {
-          const frame = buffered.slice(0, end);
-          buffered = buffered.slice(end + 2);
-          const data = /^data: (.*)$/m.exec(frame);
-          if (/^event: value$/m.test(frame) && data?.[1]) {
-            values.push({
-              value: (JSON.parse(data[1]) as { value: number }).value,
-              at: performance.now(),
-            });
-          }
-          end = buffered.indexOf('\n\n');
-        }
-      }
-    })();
-    const waitFor = async (value: number, ms: number) => {
-      const deadline = performance.now() + ms;
-      while (!values.some((v) => v.value === value)) {
-        if (performance.now() > deadline)
-          throw new Error(
-            `B never streamed ${value}; saw ${JSON.stringify(values.map((v) => v.value))}`,
-          );
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      return (values.find((v) => v.value === value) as { at: number }).at;
-    };
-    try {
-      await waitFor(0, 5000);
-      const delays: number[] = [];
-      for (let round = 1; round <= 8; round++) {
-        // Three clicks on A, spaced like a person clicking; B must show the total.
-        for (let k = 0; k < 3; k++) {
-          expect((await post(`${a.url}/api/v1/counters/${name}/increment`)).status).toBe(202);
-        }
-        const clicked = performance.now();
-        const seenAt = await waitFor(round * 3, 5000);
-        delays.push(seenAt - clicked);
-        await new Promise((r) => setTimeout(r, 30));
-      }
-      delays.sort((x, y) => x - y);
-      const median = delays[Math.floor(delays.length / 2)] as number;
-      console.log(`redis-multi: A→B live delay ms: ${delays.map((d) => Math.round(d)).join(', ')}`);
-      // About two flush intervals: A's flush (≤ 1.1 × interval away) plus B's coalescing window.
-      expect(median).toBeLessThan(2.5 * FLUSH_MS);
-      expect(delays[delays.length - 1]).toBeLessThan(1500);
-      // Values on B never went backwards.
-      const seq = values.map((v) => v.value);
-      expect([...seq].sort((x, y) => x - y)).toEqual(seq);
-    } finally {
-      controller.abort();
-      await reading;
-    }
+    await expectLiveAcross(a, b, FLUSH_MS, 'redis-multi');
   }, 60_000);
 });
