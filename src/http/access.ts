@@ -5,9 +5,13 @@
  * The hot case (a keyless +1) is decided without I/O or a promise; any other case reads the
  * counter's settings or its namespace claim through the settings cache.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import { keyMatches, type SettingsCache } from '../counters/settings.js';
+import {
+  type CounterSettings,
+  hashKey,
+  keyMatches,
+  type SettingsCache,
+} from '../counters/settings.js';
 import { splitName } from '../domain.js';
 import { TallyError } from '../errors.js';
 
@@ -50,22 +54,20 @@ export function bearerOf(request: FastifyRequest): string | undefined {
 }
 
 export class Access {
-  private readonly admin: Buffer | undefined;
+  /** SHA-256 of TALLY_ADMIN_TOKEN, compared like every other key (constant time). */
+  private readonly admin: string | undefined;
 
   constructor(
     adminToken: string | undefined,
     private readonly settings: SettingsCache,
     readonly publicWrites: PublicWrites,
   ) {
-    // Digests: equal lengths for timingSafeEqual, and no leak of the token's length.
-    this.admin = adminToken === undefined ? undefined : digest(adminToken);
+    this.admin = adminToken === undefined ? undefined : hashKey(adminToken);
   }
 
   /** True when `key` is the server-wide admin token. */
   isAdmin(key: string | undefined): boolean {
-    return (
-      key !== undefined && this.admin !== undefined && timingSafeEqual(digest(key), this.admin)
-    );
+    return key !== undefined && this.admin !== undefined && keyMatches(key, this.admin);
   }
 
   /**
@@ -128,17 +130,33 @@ export class Access {
    */
   async owner(key: string | undefined, name: string, resettable = false): Promise<void> {
     if (this.isAdmin(key)) return;
-    const settings = await this.settings.counter(name);
-    if (key !== undefined && settings !== null && keyMatches(key, settings.keyHash)) return;
-    const claim = await this.settings.namespace(splitName(name).namespace);
-    if (key !== undefined && claim !== null && keyMatches(key, claim.keyHash)) return;
+    const { covered, settings, keyed } = await this.keysOf(key, name);
+    if (covered) return;
     // What anyone may do, whether the request has no key or one that covers nothing.
     if (resettable && settings?.enableReset === true) return;
-    if (settings === null && claim === null) {
+    if (!keyed) {
       if (this.admin === undefined && key === undefined) throw new TallyError('ADMIN_DISABLED');
       throw new TallyError('UNAUTHORIZED');
     }
     throw new TallyError(key === undefined ? 'KEY_REQUIRED' : 'FORBIDDEN');
+  }
+
+  /**
+   * How `key` stands to the keys of counter `name` (its own admin key and its namespace's key;
+   * the server-wide token is the caller's to check): `covered` when it matches one, `keyed` when
+   * the counter has either at all, and the counter's settings.
+   */
+  async keysOf(
+    key: string | undefined,
+    name: string,
+  ): Promise<{ covered: boolean; keyed: boolean; settings: CounterSettings | null }> {
+    const settings = await this.settings.counter(name);
+    if (key !== undefined && settings !== null && keyMatches(key, settings.keyHash)) {
+      return { covered: true, keyed: true, settings };
+    }
+    const claim = await this.settings.namespace(splitName(name).namespace);
+    const covered = key !== undefined && claim !== null && keyMatches(key, claim.keyHash);
+    return { covered, keyed: settings !== null || claim !== null, settings };
   }
 
   /** Throws unless `key` may create counters in `namespace`: anyone, unless it is claimed. */
@@ -149,8 +167,4 @@ export class Access {
     if (key === undefined) throw new TallyError('KEY_REQUIRED');
     if (!keyMatches(key, claim.keyHash)) throw new TallyError('FORBIDDEN');
   }
-}
-
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest();
 }

@@ -5,7 +5,6 @@
  * alphabetical order, as Abacus's Go maps serialise.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { keyMatches } from '../../../counters/settings.js';
 import { counterName, DEFAULT_NAMESPACE, MAX_BY, MAX_VALUE } from '../../../domain.js';
 import { type EventStream, openEventStream } from '../../../live/sse.js';
 import { VERSION } from '../../../version.js';
@@ -272,16 +271,14 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
     }
     // Tally's admin token only in the header: a URL ends up in proxy logs and browser history.
     if (bearer !== undefined && access.isAdmin(bearer)) return;
-    const settings = await counters.settings.counter(path.name);
-    const claim = await counters.settings.namespace(path.namespace);
-    if (settings === null && claim === null) {
+    const { covered, keyed } = await access.keysOf(token, path.name);
+    if (covered) return;
+    if (!keyed) {
       throw new CompatError(
         400,
         'This entry is genuine and does not have an admin key. You cannot delete it. If you wanted to delete it, you should have created it with the /create endpoint.',
       );
     }
-    if (settings !== null && keyMatches(token, settings.keyHash)) return;
-    if (claim !== null && keyMatches(token, claim.keyHash)) return;
     throw new CompatError(401, 'token is invalid');
   }
 
