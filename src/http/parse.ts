@@ -51,6 +51,13 @@ export function assertValue(value: unknown): number {
   return value;
 }
 
+/** A query parameter's integer (`42`, `-7`, `+3`) within ±max; undefined for anything else. */
+export function queryInteger(raw: unknown, max: number): number | undefined {
+  if (typeof raw !== 'string' || !/^[+-]?\d{1,16}$/.test(raw)) return undefined;
+  const n = Number(raw);
+  return Number.isSafeInteger(n) && Math.abs(n) <= max ? n : undefined;
+}
+
 /** A JSON object body, or undefined when there was none; anything else is INVALID_BODY. */
 export function asObject(body: unknown, allowed: readonly string[]): Record<string, unknown> {
   if (body === undefined) return {};

@@ -4,11 +4,12 @@
  * disagree with it (docs/compat.md lists each case). Bodies are written with their keys in
  * alphabetical order, as Abacus's Go maps serialise.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { counterName, DEFAULT_NAMESPACE, MAX_BY, MAX_VALUE } from '../../../domain.js';
 import { type EventStream, openEventStream } from '../../../live/sse.js';
 import { VERSION } from '../../../version.js';
 import { bearerOf } from '../../access.js';
+import { queryInteger } from '../../parse.js';
 import { createCounter } from '../counters.js';
 import {
   COMPAT_NAME_RE,
@@ -17,21 +18,12 @@ import {
   callbackOf,
   compatErrors,
   goDuration,
+  type CompatPath as Path,
   publicRoute,
+  type CompatRequest as Req,
   resolveReserved,
   sendJsonp,
 } from './shared.js';
-
-type Req = FastifyRequest<{
-  Params: { ns?: string; key: string };
-  Querystring: Record<string, unknown>;
-}>;
-
-interface Path {
-  readonly namespace: string;
-  readonly key: string;
-  readonly name: string;
-}
 
 const NAME_PATTERN = '^[A-Za-z0-9_\\-.]{3,64}$';
 
@@ -113,7 +105,7 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
     const path = pathOf(request);
     commands.create++;
     const raw = request.query.initializer;
-    const value = raw === undefined || raw === '' ? 0 : integerOf(raw, MAX_VALUE);
+    const value = raw === undefined || raw === '' ? 0 : queryInteger(raw, MAX_VALUE);
     if (value === undefined) throw new CompatError(400, 'initializer must be a number');
     await access.create(bearerOf(request), path.namespace);
     const adminKey = await createCounter(counters, path.name, {
@@ -308,13 +300,7 @@ function valueParam(request: Req, invalid: string, max: number): number {
       'value is required, please provide a number in the fmt of ?value=NEW_VALUE',
     );
   }
-  const n = integerOf(raw, max);
+  const n = queryInteger(raw, max);
   if (n === undefined) throw new CompatError(400, invalid);
   return n;
-}
-
-function integerOf(raw: unknown, max: number): number | undefined {
-  if (typeof raw !== 'string' || !/^[+-]?\d{1,16}$/.test(raw)) return undefined;
-  const n = Number(raw);
-  return Number.isSafeInteger(n) && Math.abs(n) <= max ? n : undefined;
 }

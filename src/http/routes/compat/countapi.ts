@@ -5,34 +5,25 @@
  * each answer and where Tally had to choose.
  */
 import { randomUUID } from 'node:crypto';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { counterName, DEFAULT_NAMESPACE, MAX_VALUE } from '../../../domain.js';
 import { TallyError } from '../../../errors.js';
 import { VERSION } from '../../../version.js';
 import { bearerOf } from '../../access.js';
+import { queryInteger } from '../../parse.js';
 import { createCounter, parseCreate } from '../counters.js';
 import {
   COMPAT_NAME_RE,
   type CompatOptions,
   callbackOf,
   compatErrors,
+  type CompatPath as Path,
   publicRoute,
+  type CompatRequest as Req,
   resolveReserved,
   sendJsonp,
   sendPixel,
 } from './shared.js';
-
-type Req = FastifyRequest<{
-  Params: { ns?: string; key: string };
-  Querystring: Record<string, unknown>;
-}>;
-
-/** A counter as a CountAPI route names it. */
-interface Path {
-  readonly namespace: string;
-  readonly key: string;
-  readonly name: string;
-}
 
 export async function countapiRoutes(app: FastifyInstance, opts: CompatOptions): Promise<void> {
   const { counters, access, limiter, createLimiter } = opts;
@@ -226,8 +217,8 @@ export async function countapiRoutes(app: FastifyInstance, opts: CompatOptions):
 
 /** A query integer within ±max, or 400 naming the parameter. */
 function integer(raw: unknown, field: string, max: number): number {
-  const n = typeof raw === 'string' && /^[+-]?\d{1,16}$/.test(raw) ? Number(raw) : Number.NaN;
-  if (!Number.isSafeInteger(n) || Math.abs(n) > max) {
+  const n = queryInteger(raw, max);
+  if (n === undefined) {
     throw new TallyError('INVALID_NUMBER', `${field} must be an integer within ±${max}`);
   }
   return n;

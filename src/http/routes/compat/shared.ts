@@ -24,6 +24,19 @@ export interface CompatOptions {
   readonly createLimiter?: ClientLimiter;
 }
 
+/** A request to a route naming a counter: `/op/:key` or `/op/:ns/:key`. */
+export type CompatRequest = FastifyRequest<{
+  Params: { ns?: string; key: string };
+  Querystring: Record<string, unknown>;
+}>;
+
+/** A counter as a compatible route names it, and its stored name. */
+export interface CompatPath {
+  readonly namespace: string;
+  readonly key: string;
+  readonly name: string;
+}
+
 /** Both APIs name counters with 3-64 characters of `A-Za-z0-9_-.`. */
 export const COMPAT_NAME_RE = /^[A-Za-z0-9_\-.]{3,64}$/;
 
