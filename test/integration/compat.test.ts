@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Tally } from '../../src/app.js';
 import type { ConfigInput } from '../../src/config.js';
 import { ADMIN_TOKEN, testApp } from '../helpers/app.js';
+import { sseReader } from '../helpers/sse.js';
 
 let tally: Tally | undefined;
 let base = '';
@@ -386,19 +387,11 @@ describe('Abacus-compatible API under /abacus', () => {
     const controller = new AbortController();
     const res = await fetch(`${base}/abacus/stream/site/live`, { signal: controller.signal });
     expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
-    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-    let text = '';
-    const until = async (needle: string) => {
-      while (!text.includes(needle)) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`stream ended before ${needle}: ${text}`);
-        text += Buffer.from(value).toString('utf8');
-      }
-    };
-    await until('data: {"value":1}\n\n');
+    const stream = sseReader(res);
+    await stream.until('data: {"value":1}\n\n');
     await get('/abacus/hit/site/live');
-    await until('data: {"value":2}\n\n');
-    expect(text).not.toContain('event:');
+    await stream.until('data: {"value":2}\n\n');
+    expect(stream.text).not.toContain('event:');
     controller.abort();
   });
 
@@ -474,16 +467,11 @@ describe('what the review of the compatible routes found', () => {
     await get('/abacus/hit/site/racey');
     const controller = new AbortController();
     const res = await fetch(`${base}/abacus/stream/site/racey`, { signal: controller.signal });
-    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-    let text = '';
+    const stream = sseReader(res);
     await get('/abacus/hit/site/racey');
-    while (!text.includes('data: {"value":2}')) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`ended: ${text}`);
-      text += Buffer.from(value).toString('utf8');
-    }
+    await stream.until('data: {"value":2}');
     controller.abort();
-    expect(text).toContain('data: {"value":2}');
+    expect(stream.text).toContain('data: {"value":2}');
   });
 });
 

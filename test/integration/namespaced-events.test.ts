@@ -2,6 +2,7 @@
 import { afterEach, expect, it } from 'vitest';
 import type { Tally } from '../../src/app.js';
 import { testApp } from '../helpers/app.js';
+import { sseReader } from '../helpers/sse.js';
 
 let tally: Tally | undefined;
 afterEach(async () => {
@@ -17,18 +18,10 @@ it('streams a namespaced counter at /api/v1/namespaces/{ns}/counters/{key}/event
     signal: controller.signal,
   });
   expect(res.status).toBe(200);
-  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-  let text = '';
-  const until = async (needle: string) => {
-    while (!text.includes(needle)) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`stream ended before ${needle}: ${text}`);
-      text += Buffer.from(value).toString('utf8');
-    }
-  };
-  await until('data: {"name":"blog/live","value":0}');
+  const stream = sseReader(res);
+  await stream.until('data: {"name":"blog/live","value":0}');
   await fetch(`${base}/api/v1/namespaces/blog/counters/live/increment`, { method: 'POST' });
-  await until('data: {"name":"blog/live","value":1}');
+  await stream.until('data: {"name":"blog/live","value":1}');
   controller.abort();
   const bad = await fetch(`${base}/api/v1/namespaces/a%20b/counters/live/events`);
   expect(bad.status).toBe(400);
