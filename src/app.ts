@@ -11,6 +11,7 @@ import { startExpiry } from './counters/expiry.js';
 import { CounterService } from './counters/service.js';
 import { TallyError } from './errors.js';
 import { Access, publicWritesFor } from './http/access.js';
+import { BadgeRenderer } from './http/badges.js';
 import { CorsPolicy } from './http/cors.js';
 import { IdempotencyKeys } from './http/idempotency.js';
 import {
@@ -20,6 +21,7 @@ import {
   clientAddressOf,
   rateLimitFor,
 } from './http/rate-limit.js';
+import { badgeRoutes } from './http/routes/badges.js';
 import { abacusRoutes } from './http/routes/compat/abacus.js';
 import { countapiRoutes } from './http/routes/compat/countapi.js';
 import type { CompatOptions } from './http/routes/compat/shared.js';
@@ -225,7 +227,16 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       heartbeatMs: config.sseHeartbeatMs,
       cors,
     });
+    const renderer = new BadgeRenderer();
+    await app.register(badgeRoutes, {
+      counters,
+      access,
+      metrics,
+      renderer,
+      ...(limiter === undefined ? {} : { limiter }),
+    });
     const compat: CompatOptions = {
+      renderer,
       counters,
       access,
       cors,

@@ -9,7 +9,9 @@ import { counterName, DEFAULT_NAMESPACE, MAX_BY, MAX_VALUE } from '../../../doma
 import { type EventStream, openEventStream } from '../../../live/sse.js';
 import { VERSION } from '../../../version.js';
 import { bearerOf } from '../../access.js';
+import { type BadgeLook, parseColor } from '../../badges.js';
 import { queryInteger } from '../../parse.js';
+import { sendBadge, sendErrorBadge } from '../badges.js';
 import { createCounter } from '../counters.js';
 import {
   COMPAT_NAME_RE,
@@ -190,6 +192,66 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
     await counters.delete(path.name);
     return { message: `Deleted key: K:${path.namespace}:${path.key}`, status: 'ok' };
   });
+
+  /**
+   * Abacus's badge options: `text` (the label, default "counter"), `bgcolor` (default 007ec6),
+   * `style` flat, flat-square or plastic, each also `-simple` (no label; anything else is flat,
+   * as Abacus). `textcolor`, `fontsize` and `font` are accepted and ignored: badge-maker picks
+   * the text color from the background and draws Verdana 11.
+   */
+  function shieldLook(query: Record<string, unknown>): BadgeLook {
+    const text = typeof query.text === 'string' ? query.text.slice(0, 64) : 'counter';
+    const raw = typeof query.style === 'string' ? query.style.toLowerCase() : 'flat';
+    const simple = raw.endsWith('-simple');
+    const base = simple ? raw.slice(0, -'-simple'.length) : raw;
+    const style = base === 'flat-square' || base === 'plastic' ? base : 'flat';
+    const bgcolor = typeof query.bgcolor === 'string' ? query.bgcolor : undefined;
+    return {
+      label: simple ? '' : text,
+      color: parseColor('bgcolor', bgcolor, '#007ec6'),
+      labelColor: 'grey',
+      style,
+      logo: undefined,
+    };
+  }
+
+  // The badges: Tally's renderer with Abacus's options; errors drawn as badges.
+  app.get<{ Params: { ns: string; key: string }; Querystring: Record<string, unknown> }>(
+    '/hit/:ns/:key/shield',
+    publicRoute,
+    async (request, reply) => {
+      try {
+        limiter?.take(request);
+        const path = pathOf(request);
+        const look = shieldLook(request.query);
+        commands.hit++;
+        const value = await counters.increment(path.name, 1, 'eventual');
+        return sendBadge(reply, opts.renderer, look, String(value), 'svg');
+      } catch (err) {
+        // Abacus's own errors (a bad key) answer as Abacus does, in JSON; Tally's (a bad color,
+        // a rate limit, an outage) are drawn.
+        if (err instanceof CompatError) throw err;
+        return sendErrorBadge(reply, opts.renderer, err);
+      }
+    },
+  );
+  app.get<{ Params: { ns: string; key: string }; Querystring: Record<string, unknown> }>(
+    '/get/:ns/:key/shield',
+    publicRoute,
+    async (request, reply) => {
+      try {
+        const path = pathOf(request);
+        const look = shieldLook(request.query);
+        commands.get++;
+        const found = await counters.describe(path.name);
+        if (found === undefined) throw new CompatError(404, 'Key not found');
+        return sendBadge(reply, opts.renderer, look, String(found.value), 'svg');
+      } catch (err) {
+        if (err instanceof CompatError) throw err;
+        return sendErrorBadge(reply, opts.renderer, err);
+      }
+    },
+  );
 
   route(['GET'], 'stream', async (request, reply) => {
     const path = pathOf(request);

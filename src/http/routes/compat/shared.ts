@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CounterService } from '../../../counters/service.js';
 import type { LiveHub } from '../../../live/hub.js';
 import type { Access } from '../../access.js';
+import type { BadgeRenderer } from '../../badges.js';
 import type { CorsPolicy } from '../../cors.js';
 import { toTallyError } from '../../errors.js';
 import type { ClientLimiter } from '../../rate-limit.js';
@@ -22,6 +23,8 @@ export interface CompatOptions {
   readonly expireIdleMs: number | undefined;
   readonly limiter?: ClientLimiter;
   readonly createLimiter?: ClientLimiter;
+  /** Draws Abacus's `/shield` badges, as Tally's own. */
+  readonly renderer: BadgeRenderer;
 }
 
 /** A request to a route naming a counter: `/op/:key` or `/op/:ns/:key`. */

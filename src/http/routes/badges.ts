@@ -1,0 +1,132 @@
+/**
+ * @module http/routes/badges — `GET /badge/:ns/:key.svg` (and `.json`, shields.io's endpoint
+ * schema): a badge that counts one view and shows the counter. Options in http/badges.ts.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { CounterService } from '../../counters/service.js';
+import { counterName, DEFAULT_NAMESPACE } from '../../domain.js';
+import { TallyError } from '../../errors.js';
+import type { Metrics } from '../../obs/metrics.js';
+import type { Access } from '../access.js';
+import {
+  type BadgeLook,
+  type BadgeOptions,
+  type BadgeRenderer,
+  badgeMessage,
+  endpointBadge,
+  parseBadgeOptions,
+} from '../badges.js';
+import { toTallyError } from '../errors.js';
+import { assertKey, assertPart } from '../parse.js';
+import type { ClientLimiter } from '../rate-limit.js';
+
+export interface BadgeRoutesOptions {
+  readonly counters: CounterService;
+  readonly access: Access;
+  readonly metrics: Metrics;
+  readonly renderer: BadgeRenderer;
+  readonly limiter?: ClientLimiter;
+}
+
+/**
+ * GitHub's image proxy (camo) keeps an image it may cache; a badge must say it may not, or
+ * READMEs show a count from days ago.
+ */
+const NO_CACHE = {
+  'cache-control': 'max-age=0, no-cache, no-store, must-revalidate',
+  expires: 'Thu, 01 Jan 1970 00:00:00 GMT',
+  pragma: 'no-cache',
+} as const;
+
+/** 32-bit FNV-1a, for ETags. */
+function fnv(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(36);
+}
+
+/**
+ * Sends a badge: SVG, or the endpoint JSON. `status` is 200 but for an error drawn as a badge.
+ * The ETag hashes the look and the number, so a changed count is a changed tag.
+ */
+export function sendBadge(
+  reply: FastifyReply,
+  renderer: BadgeRenderer,
+  look: BadgeLook,
+  message: string,
+  format: 'svg' | 'json',
+  status = 200,
+): FastifyReply {
+  // Logos (up to 8 KiB) are not hashed per request: their length stands for them. No route
+  // answers 304, so a shared tag could only cost a proxy a refetch.
+  const looks = `${look.style} ${look.label} ${look.color} ${look.labelColor} ${look.logo?.length ?? 0}`;
+  const tag = `"${fnv(looks)}-${format}-${fnv(message)}"`;
+  reply.code(status).headers(NO_CACHE).header('etag', tag);
+  if (format === 'json') return reply.send(endpointBadge(look, message));
+  return reply.type('image/svg+xml; charset=utf-8').send(renderer.render(look, message));
+}
+
+/**
+ * An error as a badge for a client that asked for an image (an `<img>` shows nothing for a JSON
+ * body): the error's status, a red badge with its message, and the stable code in
+ * `tally-error-code`.
+ */
+export function sendErrorBadge(
+  reply: FastifyReply,
+  renderer: BadgeRenderer,
+  raw: unknown,
+): FastifyReply {
+  const err = toTallyError(raw);
+  if (err.retryAfterS !== undefined) reply.header('retry-after', String(err.retryAfterS));
+  reply.header('tally-error-code', err.code);
+  const look: BadgeLook = {
+    label: 'tally',
+    color: 'red',
+    labelColor: 'grey',
+    style: 'flat',
+    logo: undefined,
+  };
+  return sendBadge(reply, renderer, look, err.message, 'svg', err.status);
+}
+
+type BadgeRequest = FastifyRequest<{
+  Params: { ns?: string; file: string };
+  Querystring: Record<string, unknown>;
+}>;
+
+export async function badgeRoutes(app: FastifyInstance, opts: BadgeRoutesOptions): Promise<void> {
+  const { counters, access, metrics, renderer, limiter } = opts;
+
+  /** The counter's value after this view (counted unless `count=false`). */
+  async function valueFor(request: BadgeRequest, name: string, options: BadgeOptions) {
+    if (!options.count) return (await counters.get(name, 'eventual')).value;
+    limiter?.take(request);
+    const allowed = access.increment(undefined, name, 1);
+    if (allowed !== undefined) await allowed;
+    await counters.add(name, 1);
+    metrics.accepted('eventual');
+    return counters.estimate(name);
+  }
+
+  async function badge(request: BadgeRequest, reply: FastifyReply): Promise<unknown> {
+    const { file } = request.params;
+    const dot = file.lastIndexOf('.');
+    const format = file.slice(dot + 1);
+    if (dot < 0 || (format !== 'svg' && format !== 'json')) throw new TallyError('NOT_FOUND');
+    try {
+      const namespace = assertPart(request.params.ns ?? DEFAULT_NAMESPACE);
+      const name = counterName(namespace, assertKey(namespace, file.slice(0, dot)));
+      const options = parseBadgeOptions(request.query);
+      const value = await valueFor(request, name, options);
+      return sendBadge(reply, renderer, options, badgeMessage(value, options), format);
+    } catch (err) {
+      if (format === 'json') throw err;
+      return sendErrorBadge(reply, renderer, err);
+    }
+  }
+
+  const config = { config: { cors: true } } as const;
+  app.get('/badge/:ns/:file', config, badge);
+  // The default namespace, as the flat routes: /badge/page-home.svg.
+  app.get('/badge/:file', config, badge);
+}
