@@ -146,14 +146,20 @@ describe('GET /badge/:ns/:key.svg', () => {
       }),
     );
     const logo = `data:image/svg+xml;base64,${Buffer.from('<svg xmlns="http://www.w3.org/2000/svg"/>').toString('base64')}`;
-    const withLogo = await get(t, `/badge/blog/big.svg?count=false&logo=${encodeURIComponent(logo)}`);
+    const withLogo = await get(
+      t,
+      `/badge/blog/big.svg?count=false&logo=${encodeURIComponent(logo)}`,
+    );
     expect(withLogo.statusCode).toBe(200);
     expect(withLogo.body).toContain(`<image`);
   });
 
   it('escapes the label', async () => {
     const t = await make();
-    const r = await get(t, `/badge/blog/x.svg?label=${encodeURIComponent('<script>alert(1)</script>')}`);
+    const r = await get(
+      t,
+      `/badge/blog/x.svg?label=${encodeURIComponent('<script>alert(1)</script>')}`,
+    );
     expect(r.statusCode).toBe(200);
     expect(r.body).not.toContain('<script>');
     expect(r.body).toContain('&lt;script&gt;');
