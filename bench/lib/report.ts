@@ -101,6 +101,17 @@ export function judgeTargets(r: Omit<Results, 'targets'>, wal: boolean | null): 
       met: limitedRow.vsCeiling >= 0.9,
     });
   }
+  // Counting badge hits (issue 14): one view counted and an SVG drawn per request.
+  const badge = rows.find((x) => x.id.endsWith('-badge'));
+  if (badge !== undefined) {
+    out.push({
+      name: 'counting badge hits vs ceiling',
+      goal: '≥ 0.80 × ceiling',
+      measured: fmtRatio(badge.vsCeiling ?? Number.NaN),
+      met:
+        badge.vsCeiling === null || badge.vsCeiling === undefined ? null : badge.vsCeiling >= 0.8,
+    });
+  }
   // PostgreSQL (issue 16): eventual increments against the ceiling, and store round trips.
   const onPostgres = rows.find((x) => x.store === 'postgres' && x.kind === 'eventual');
   if (onPostgres !== undefined) {

@@ -212,6 +212,38 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
     );
     if (fromPage !== undefined) plans.push(tallyPlan(fromPage, 'eventual', 'https://blog.example'));
 
+    // Counting badge hits (issue 14): GET /badge/<name>.svg on the default configuration's
+    // server, each drawing an SVG from its template, against the ceiling on the same process.
+    {
+      const id = `sqlite-accumulate${walId(defaultWal)}-badge`;
+      plans.push({
+        target: {
+          id,
+          label: id,
+          url: ceilingHost.url,
+          connections: settings.connections,
+          processes: { server: ceilingHost.pid },
+          requests: Array.from({ length: n }, (_, i) => ({
+            method: 'GET',
+            path: `/badge/${id}.${i}.svg`,
+          })),
+        },
+        // No aggregator field: the headline eventual row is the increment route's.
+        row: {
+          id,
+          label: `badge hits · GET /badge/:key.svg${walLabel(defaultWal)}`,
+          kind: 'eventual',
+          store: 'sqlite',
+          wal: defaultWal,
+        },
+        stored: async () => ({
+          ...(await storedSum(ceilingHost.url, `${id}.`)),
+          what: `sum of ${n} counters read back through the API after a strong read`,
+        }),
+        redis: false,
+      });
+    }
+
     for (const [service, label] of [
       [express, 'baseline: Express 5 + INCRBY per request'],
       [fastify, 'baseline: Fastify 5 + INCRBY per request (auto-pipelined)'],
@@ -311,8 +343,9 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
       'ceiling',
       `sqlite-accumulate${walId(defaultWal)}-eventual`,
       `redis-accumulate${walId(defaultWal)}-eventual`,
-      // Public hits with the rate limit on have a goal of their own (issue 13).
+      // Public hits with the rate limit on have a goal of their own (issue 13), as badges (14).
       `${limited.id}-eventual`,
+      `sqlite-accumulate${walId(defaultWal)}-badge`,
       'express-incr',
       'fastify-incr',
       'fastify-noop',

@@ -3,6 +3,7 @@
 // options answer 400 INVALID_QUERY (drawn as a badge for an image request) and change nothing,
 // the headers GitHub's image proxy needs are set, and Abacus's /shield routes draw with the same
 // renderer. The renderer's templates are checked byte for byte against badge-maker itself.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeBadge } from 'badge-maker';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -14,6 +15,7 @@ import {
   parseBadgeOptions,
 } from '../../src/http/badges.js';
 import { SqliteStore } from '../../src/store/sqlite/index.js';
+import { drawExample, EXAMPLES } from '../../tools/badge-examples.js';
 import { testApp } from '../helpers/app.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -74,6 +76,13 @@ describe('the renderer', () => {
     }
     // A template per look and shape, not per number.
     expect(renderer.size()).toBeLessThan(BADGE_STYLES.length * 3 * values.length);
+  });
+
+  it("the README's example badges are what the renderer draws today", () => {
+    for (const name of Object.keys(EXAMPLES)) {
+      const committed = readFileSync(join(import.meta.dirname, '../../docs/badges', name), 'utf8');
+      expect(committed, `${name}: run npx tsx tools/badge-examples.ts`).toBe(drawExample(name));
+    }
   });
 
   it('abbreviates and adds the base', () => {
