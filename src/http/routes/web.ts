@@ -2,8 +2,9 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { isValidName } from '../../domain.js';
+import { counterName, DEFAULT_NAMESPACE, isValidName } from '../../domain.js';
 import { TallyError } from '../../errors.js';
+import { assertKey, assertPart } from '../parse.js';
 
 export interface WebRoutesOptions {
   /**
@@ -51,7 +52,7 @@ const TYPES: Record<string, string> = {
 };
 const HTML = 'text/html; charset=utf-8';
 /** Templates are pages, never assets. */
-const TEMPLATES = ['counter.html', 'dashboard.html', 'not-found.html'] as const;
+const TEMPLATES = ['counter.html', 'dashboard.html', 'embed.html', 'not-found.html'] as const;
 type Template = (typeof TEMPLATES)[number];
 
 // Everything the pages load comes from this origin; no inline script or style is needed.
@@ -122,6 +123,46 @@ export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): P
     }
     return sendPage(request, reply, counterPage, true, embeddable);
   });
+
+  // The embed (issue 14): /embed.js for any site's pages, /embed/:ns/:key as an iframe. Both are
+  // meant for other sites: the iframe page may be framed by anyone (a +1 is public anyway).
+  const embedScript = assets.get('embed.js') as Asset;
+  app.get('/embed.js', async (request, reply) => {
+    reply
+      .header('content-type', embedScript.type)
+      .header('x-content-type-options', 'nosniff')
+      .header('etag', embedScript.etag)
+      .header('cache-control', 'public, max-age=300')
+      .header('access-control-allow-origin', '*');
+    if (fresh(request, embedScript.etag)) return reply.code(304).send();
+    return reply.send(embedScript.body);
+  });
+  const framed = pageHeaders('*');
+  app.get<{ Params: { ns: string; key: string }; Querystring: Record<string, unknown> }>(
+    '/embed/:ns/:key',
+    async (request, reply) => {
+      const { ns, key } = request.params;
+      const mode = request.query.mode ?? 'views';
+      const label = request.query.label ?? '♥';
+      if (mode !== 'views' && mode !== 'like') {
+        throw new TallyError('INVALID_QUERY', '"mode" must be views or like');
+      }
+      if (typeof label !== 'string' || label.length > 32) {
+        throw new TallyError('INVALID_QUERY', '"label" must be at most 32 characters');
+      }
+      const namespace = assertPart(ns);
+      const name = counterName(namespace, assertKey(namespace, key));
+      const id = namespace === DEFAULT_NAMESPACE ? name : `${namespace}/${key}`;
+      reply.header('cache-control', 'no-cache');
+      return sendPage(
+        request,
+        reply,
+        render('embed.html', { name: id, mode, label }),
+        true,
+        framed,
+      );
+    },
+  );
 
   app.get<{ Params: { file: string }; Querystring: { v?: unknown } }>(
     '/assets/:file',
