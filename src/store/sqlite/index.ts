@@ -329,11 +329,13 @@ export class SqliteStore implements Store {
    * time now). Columns are added, never rewritten, so an older Tally still reads the file.
    */
   private migrate(indexLastWrite: boolean): void {
-    const columns = new Set(
-      (this.db.pragma('table_info(counters)') as { name: string }[]).map((c) => c.name),
-    );
     this.db
       .transaction(() => {
+        // Read under the write lock: processes opening one fresh file at once (the workers of
+        // `tally serve`) each migrate, and must see what the one before them added.
+        const columns = new Set(
+          (this.db.pragma('table_info(counters)') as { name: string }[]).map((c) => c.name),
+        );
         if (!columns.has('meta')) this.db.exec('ALTER TABLE counters ADD COLUMN meta TEXT');
         if (!columns.has('touched_at')) {
           this.db.exec('ALTER TABLE counters ADD COLUMN touched_at INTEGER');
