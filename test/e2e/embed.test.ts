@@ -121,6 +121,7 @@ describe('the script embed on another site', () => {
     const { page } = await visitor();
     const keys: string[] = [];
     let dropped = 0;
+    let answered = 0;
     // The first like request reaches Tally, but its answer never reaches the page.
     await page.route(
       `${tally.url}/api/v1/namespaces/blog/counters/${counter}-likes/increment`,
@@ -129,7 +130,8 @@ describe('the script embed on another site', () => {
         keys.push((await route.request().headerValue('idempotency-key')) ?? '');
         const response = await route.fetch();
         if (dropped++ === 0) return route.abort('connectionreset');
-        return route.fulfill({ response });
+        await route.fulfill({ response });
+        answered++;
       },
     );
     await page.goto(`${siteUrl}/post?c=${counter}`);
@@ -138,6 +140,8 @@ describe('the script embed on another site', () => {
     // Shown at once (optimistic), sent until answered.
     expect(await shownBy(page, '#like')).toBe('1');
     await expect.poll(() => keys.length, { timeout: 10_000 }).toBe(2);
+    // The retry's answer reached the page (nothing of the route is left running).
+    await expect.poll(() => answered, { timeout: 10_000 }).toBe(1);
     await expect.poll(() => page.locator('#like').getAttribute('data-tally-error')).toBe(null);
     expect(keys[0]).toBe(keys[1]);
     expect(await stored(`${counter}-likes`)).toBe(1);
