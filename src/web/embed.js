@@ -39,6 +39,9 @@
     return `${base}/api/v1/namespaces/${encodeURIComponent(ns)}/counters/${encodeURIComponent(key)}`;
   }
 
+  /** An answer a retry would not change. */
+  class Refused extends Error {}
+
   /** One +1, sent until it is answered: the same Idempotency-Key on every attempt. */
   async function hit(path) {
     const key = newKey();
@@ -52,11 +55,12 @@
         });
         if (res.ok) return (await res.json()).value;
         // 4xx but 408/409/429 will not change on a retry.
-        if (res.status < 500 && ![408, 409, 429].includes(res.status)) throw new Error(res.status);
+        if (res.status < 500 && ![408, 409, 429].includes(res.status))
+          throw new Refused(res.status);
         const after = Number(res.headers.get('retry-after'));
         if (after > 0) wait = after * 1000;
       } catch (err) {
-        if (err instanceof Error && /^\d+$/.test(err.message)) throw err;
+        if (err instanceof Refused) throw err;
       }
       if (attempt + 1 >= RETRIES) throw new Error('gave up');
       await sleep(wait);

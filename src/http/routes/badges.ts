@@ -79,15 +79,16 @@ export function sendErrorBadge(
   const err = toTallyError(raw);
   if (err.retryAfterS !== undefined) reply.header('retry-after', String(err.retryAfterS));
   reply.header('tally-error-code', err.code);
-  const look: BadgeLook = {
-    label: 'tally',
-    color: 'red',
-    labelColor: 'grey',
-    style: 'flat',
-    logo: undefined,
-  };
-  return sendBadge(reply, renderer, look, err.message, 'svg', err.status);
+  return sendBadge(reply, renderer, ERROR_LOOK, err.message, 'svg', err.status);
 }
+
+const ERROR_LOOK: BadgeLook = {
+  label: 'tally',
+  color: 'red',
+  labelColor: 'grey',
+  style: 'flat',
+  logo: undefined,
+};
 
 type BadgeRequest = FastifyRequest<{
   Params: { ns?: string; file: string };

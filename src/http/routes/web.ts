@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { counterName, DEFAULT_NAMESPACE, isValidName } from '../../domain.js';
+import { counterName, isValidName } from '../../domain.js';
 import { TallyError } from '../../errors.js';
 import { assertKey, assertPart } from '../parse.js';
 
@@ -102,7 +102,17 @@ export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): P
   const dashboard = render('dashboard.html', {});
   render('not-found.html', { what: 'x' });
   // A page per counter is a few KB; keep the recently asked-for ones rather than re-render.
-  const counterPages = new Map<string, Page>();
+  // Rendered counter and embed pages, by template and counter (bounded: a full cache starts over).
+  const pages = new Map<string, Page>();
+  const cachedPage = (key: string, make: () => Page): Page => {
+    let found = pages.get(key);
+    if (found === undefined) {
+      found = make();
+      if (pages.size >= 1000) pages.clear();
+      pages.set(key, found);
+    }
+    return found;
+  };
 
   const embeddable = pageHeaders(opts.frameAncestors ?? 'none');
   app.get('/', async (request, reply) => sendPage(request, reply, home, true, embeddable));
@@ -115,12 +125,7 @@ export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): P
       reply.code(404).header('cache-control', 'no-store');
       return sendPage(request, reply, render('not-found.html', { what }), false);
     }
-    let counterPage = counterPages.get(name);
-    if (counterPage === undefined) {
-      counterPage = render('counter.html', counterVars(name));
-      if (counterPages.size >= 1000) counterPages.clear();
-      counterPages.set(name, counterPage);
-    }
+    const counterPage = cachedPage(`c ${name}`, () => render('counter.html', counterVars(name)));
     return sendPage(request, reply, counterPage, true, embeddable);
   });
 
@@ -128,14 +133,8 @@ export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): P
   // meant for other sites: the iframe page may be framed by anyone (a +1 is public anyway).
   const embedScript = assets.get('embed.js') as Asset;
   app.get('/embed.js', async (request, reply) => {
-    reply
-      .header('content-type', embedScript.type)
-      .header('x-content-type-options', 'nosniff')
-      .header('etag', embedScript.etag)
-      .header('cache-control', 'public, max-age=300')
-      .header('access-control-allow-origin', '*');
-    if (fresh(request, embedScript.etag)) return reply.code(304).send();
-    return reply.send(embedScript.body);
+    reply.header('access-control-allow-origin', '*');
+    return sendAsset(request, reply, embedScript, 'public, max-age=300');
   });
   const framed = pageHeaders('*');
   app.get<{ Params: { ns: string; key: string }; Querystring: Record<string, unknown> }>(
@@ -151,16 +150,12 @@ export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): P
         throw new TallyError('INVALID_QUERY', '"label" must be at most 32 characters');
       }
       const namespace = assertPart(ns);
+      // The stored name is what data-tally takes: `ns/key`, or the key alone in `default`.
       const name = counterName(namespace, assertKey(namespace, key));
-      const id = namespace === DEFAULT_NAMESPACE ? name : `${namespace}/${key}`;
-      reply.header('cache-control', 'no-cache');
-      return sendPage(
-        request,
-        reply,
-        render('embed.html', { name: id, mode, label }),
-        true,
-        framed,
+      const embedPage = cachedPage(`e ${mode} ${label} ${name}`, () =>
+        render('embed.html', { name, mode, label }),
       );
+      return sendPage(request, reply, embedPage, true, framed);
     },
   );
 
@@ -170,18 +165,31 @@ export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): P
       // Lookup in the in-memory table only: no path from the URL ever reaches the file system.
       const asset = assets.get(request.params.file);
       if (asset === undefined) throw new TallyError('NOT_FOUND', 'No such asset');
-      reply
-        .header('content-type', asset.type)
-        .header('x-content-type-options', 'nosniff')
-        .header('etag', asset.etag)
-        .header(
-          'cache-control',
-          request.query.v === asset.version ? 'public, max-age=31536000, immutable' : 'no-cache',
-        );
-      if (fresh(request, asset.etag)) return reply.code(304).send();
-      return reply.send(asset.body);
+      const immutable = request.query.v === asset.version;
+      return sendAsset(
+        request,
+        reply,
+        asset,
+        immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
+      );
     },
   );
+}
+
+/** Sends an asset from memory, or 304 when the client holds this version. */
+function sendAsset(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  asset: Asset,
+  cacheControl: string,
+): FastifyReply {
+  reply
+    .header('content-type', asset.type)
+    .header('x-content-type-options', 'nosniff')
+    .header('etag', asset.etag)
+    .header('cache-control', cacheControl);
+  if (fresh(request, asset.etag)) return reply.code(304).send();
+  return reply.send(asset.body);
 }
 
 function sendPage(

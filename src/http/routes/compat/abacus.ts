@@ -75,6 +75,20 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
     return callback === undefined ? body : sendJsonp(reply, callback, body);
   }
 
+  /** What `hit` and `get` do, for their JSON and their badge routes alike. */
+  const values = {
+    hit: (name: string): Promise<number> => {
+      commands.hit++;
+      return counters.increment(name, 1, 'eventual');
+    },
+    get: async (name: string): Promise<number> => {
+      commands.get++;
+      const found = await counters.describe(name);
+      if (found === undefined) throw new CompatError(404, 'Key not found');
+      return found.value;
+    },
+  };
+
   // Abacus declares hit and get with both segments only.
   route(
     ['GET'],
@@ -82,9 +96,7 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
     async (request, reply) => {
       limiter?.take(request);
       const path = pathOf(request);
-      commands.hit++;
-      const value = await counters.increment(path.name, 1, 'eventual');
-      return maybeJsonp(request, reply, { value });
+      return maybeJsonp(request, reply, { value: await values.hit(path.name) });
     },
     false,
   );
@@ -94,10 +106,7 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
     'get',
     async (request, reply) => {
       const path = pathOf(request);
-      commands.get++;
-      const found = await counters.describe(path.name);
-      if (found === undefined) throw new CompatError(404, 'Key not found');
-      return maybeJsonp(request, reply, { value: found.value });
+      return maybeJsonp(request, reply, { value: await values.get(path.name) });
     },
     false,
   );
@@ -216,42 +225,26 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
   }
 
   // The badges: Tally's renderer with Abacus's options; errors drawn as badges.
-  app.get<{ Params: { ns: string; key: string }; Querystring: Record<string, unknown> }>(
-    '/hit/:ns/:key/shield',
-    publicRoute,
-    async (request, reply) => {
-      try {
-        limiter?.take(request);
-        const path = pathOf(request);
-        const look = shieldLook(request.query);
-        commands.hit++;
-        const value = await counters.increment(path.name, 1, 'eventual');
-        return sendBadge(reply, opts.renderer, look, String(value), 'svg');
-      } catch (err) {
-        // Abacus's own errors (a bad key) answer as Abacus does, in JSON; Tally's (a bad color,
-        // a rate limit, an outage) are drawn.
-        if (err instanceof CompatError) throw err;
-        return sendErrorBadge(reply, opts.renderer, err);
-      }
-    },
-  );
-  app.get<{ Params: { ns: string; key: string }; Querystring: Record<string, unknown> }>(
-    '/get/:ns/:key/shield',
-    publicRoute,
-    async (request, reply) => {
-      try {
-        const path = pathOf(request);
-        const look = shieldLook(request.query);
-        commands.get++;
-        const found = await counters.describe(path.name);
-        if (found === undefined) throw new CompatError(404, 'Key not found');
-        return sendBadge(reply, opts.renderer, look, String(found.value), 'svg');
-      } catch (err) {
-        if (err instanceof CompatError) throw err;
-        return sendErrorBadge(reply, opts.renderer, err);
-      }
-    },
-  );
+  for (const op of ['hit', 'get'] as const) {
+    app.get<{ Params: { ns: string; key: string }; Querystring: Record<string, unknown> }>(
+      `/${op}/:ns/:key/shield`,
+      publicRoute,
+      async (request, reply) => {
+        try {
+          if (op === 'hit') limiter?.take(request);
+          const path = pathOf(request);
+          const look = shieldLook(request.query);
+          const value = await values[op](path.name);
+          return sendBadge(reply, opts.renderer, look, String(value), 'svg');
+        } catch (err) {
+          // Abacus's own errors (a bad key, a missing counter) answer as Abacus does, in JSON;
+          // Tally's (a bad color, a rate limit, an outage) are drawn.
+          if (err instanceof CompatError) throw err;
+          return sendErrorBadge(reply, opts.renderer, err);
+        }
+      },
+    );
+  }
 
   route(['GET'], 'stream', async (request, reply) => {
     const path = pathOf(request);
