@@ -7,8 +7,9 @@ import type { FastifyInstance } from 'fastify';
 import { type Aggregator, createAggregator, type DrainResult } from './aggregator/index.js';
 import type { Config } from './config.js';
 import { followChanges } from './counters/changes.js';
-import { startExpiry } from './counters/expiry.js';
+import { startExpiry, startHistorySweep } from './counters/expiry.js';
 import { CounterService } from './counters/service.js';
+import { Visitors } from './counters/visitors.js';
 import { TallyError } from './errors.js';
 import { Access, publicWritesFor } from './http/access.js';
 import { BadgeRenderer } from './http/badges.js';
@@ -28,6 +29,7 @@ import type { CompatOptions } from './http/routes/compat/shared.js';
 import { counterRoutes, valueReply } from './http/routes/counters.js';
 import { eventRoutes } from './http/routes/events.js';
 import { healthRoutes } from './http/routes/health.js';
+import { historyRoutes } from './http/routes/history.js';
 import { webRoutes } from './http/routes/web.js';
 import { createHttpServer } from './http/server.js';
 import { StreamSlots } from './http/stream-slots.js';
@@ -39,6 +41,7 @@ import type { DirLock } from './lock.js';
 import { flushEvents, leaseEvents } from './obs/events.js';
 import type { Logger } from './obs/logger.js';
 import { Metrics } from './obs/metrics.js';
+import { HistoryStore } from './store/history.js';
 import type { Store } from './store/interface.js';
 import { untilDone } from './util/retry.js';
 import { openLog } from './wal/startup.js';
@@ -88,7 +91,16 @@ export interface Tally {
 }
 
 export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
-  const { store, logger, instanceId, bus } = deps;
+  const { logger, instanceId, bus } = deps;
+  // Every store keeps history: time buckets ride in the batches (store/history.ts).
+  const store =
+    deps.store instanceof HistoryStore
+      ? deps.store
+      : new HistoryStore(deps.store, {
+          ...(config.historyDays === undefined
+            ? {}
+            : { dayRetentionMs: config.historyDays * 86_400_000 }),
+        });
   const metrics = deps.metrics ?? new Metrics();
   const hub = new LiveHub(config.flushIntervalMs);
   // Values this process changed: local streams, then sibling processes.
@@ -151,7 +163,17 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     if (lost !== undefined) agg.suspend(lost);
 
     const unfollow = followChanges(store, agg, hub, bus);
-    const counters = new CounterService(store, agg, changed, bus?.flushSiblings?.bind(bus));
+    const visitors = config.uniques
+      ? new Visitors({ store, logger, flushIntervalMs: config.flushIntervalMs })
+      : undefined;
+    await visitors?.start();
+    const counters = new CounterService(
+      store,
+      agg,
+      changed,
+      bus?.flushSiblings?.bind(bus),
+      visitors,
+    );
     const keys = new IdempotencyKeys(store, {
       ttlMs: config.idempotencyTtlMs,
       maxKeys: config.idempotencyMaxKeys,
@@ -210,6 +232,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       access,
       logger,
       cors,
+      clientOf,
       ...(limiter === undefined ? {} : { limiter }),
       ...(createLimiter === undefined ? {} : { createLimiter }),
       ...(config.expireIdle === undefined ? {} : { expireIdleMs: config.expireIdle }),
@@ -228,11 +251,13 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       cors,
     });
     const renderer = new BadgeRenderer();
+    await app.register(historyRoutes, { counters, cors });
     await app.register(badgeRoutes, {
       counters,
       access,
       metrics,
       renderer,
+      clientOf,
       ...(limiter === undefined ? {} : { limiter }),
     });
     const compat: CompatOptions = {
@@ -272,12 +297,14 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     agg.start();
     const stopExpiry =
       config.expireIdle === undefined ? () => {} : startExpiry(counters, config.expireIdle, logger);
+    const stopHistorySweep = startHistorySweep(store, logger);
 
     let closed: Promise<DrainResult> | undefined;
     const close = (): Promise<DrainResult> => {
       closed ??= (async () => {
         closing = true;
         stopExpiry();
+        stopHistorySweep();
         // Idle keep-alive sockets are closed at once; sockets that never sent a request (browser
         // and undici preconnects) would hold close() for seconds, so cut everything after a grace
         // period that lets in-flight requests finish.
@@ -292,6 +319,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
           );
         }
         await wal?.close();
+        await visitors?.close();
         await lease.release();
         for (const lock of locks) lock.release();
         unfollow();

@@ -66,6 +66,20 @@ export const SETTINGS = {
       }),
     doc: 'Delete counters not written for this long (e.g. 180d; s, m, h, d), swept every minute; off keeps every counter',
   },
+  uniques: {
+    env: 'TALLY_UNIQUES',
+    schema: bool.default(false),
+    doc: 'Count unique visitors per counter (per day and overall, HyperLogLog): each counted hit also hashes a daily salt + client address + User-Agent + counter; readings gain `uniques`',
+  },
+  historyDays: {
+    env: 'TALLY_HISTORY_DAYS',
+    schema: z
+      .string()
+      .regex(/^(forever|[1-9]\d{0,5})$/)
+      .default('forever')
+      .transform((v): number | undefined => (v === 'forever' ? undefined : Number(v))),
+    doc: 'Days to keep daily history buckets and rankings (minute buckets are kept 48 h, hourly 90 days); forever keeps them',
+  },
   compatRoot: {
     env: 'TALLY_COMPAT_ROOT',
     schema: z.enum(['none', 'countapi', 'abacus']).default('none'),

@@ -16,6 +16,10 @@ export const ERRORS = {
   INVALID_NUMBER: { status: 400, message: 'Expected an integer' },
   NUMBER_OUT_OF_RANGE: { status: 400, message: 'The number is outside the allowed range' },
   INVALID_QUERY: { status: 400, message: 'A query parameter is invalid' },
+  UNIQUES_OFF: {
+    status: 400,
+    message: 'This server does not count unique visitors (TALLY_UNIQUES=false)',
+  },
   INVALID_HEADER: { status: 400, message: 'A request header is invalid' },
   BAD_REQUEST: { status: 400, message: 'The request is malformed' },
   BATCH_TOO_LARGE: { status: 400, message: 'A batch holds 1 to 1000 increments' },

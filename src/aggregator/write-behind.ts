@@ -48,8 +48,11 @@ export interface Journal {
   append(name: string, by: number): Promise<void>;
   /** Logs several increments as one unit. */
   appendMany(items: readonly Increment[]): Promise<void>;
-  /** Batch `seq` holds every increment up to `lastTicket`; must be on disk before it is sent. */
-  seal(seq: number, lastTicket: number): Promise<void>;
+  /**
+   * Batch `seq`, cut at `at` (ms), holds every increment up to `lastTicket`; must be on disk
+   * before it is sent.
+   */
+  seal(seq: number, lastTicket: number, at: number): Promise<void>;
   /** The store holds every increment up to `ticket`. */
   markDurable(ticket: number): void;
 }
@@ -679,12 +682,17 @@ export abstract class WriteBehindAggregator {
         if (!onlyCut) this.settle(this.ticket);
         return;
       }
-      this.inflight = { instanceId: this.writerId, seq: this.nextSeq++, deltas: taken.deltas };
+      this.inflight = {
+        instanceId: this.writerId,
+        seq: this.nextSeq++,
+        deltas: taken.deltas,
+        at: Date.now(),
+      };
       this.inflightTicket = taken.ticket;
       this.inflightAttempts = 0;
       // The marker must be on disk before the store may apply the batch: a crash after the
       // apply then replays it under the same seq, which the store skips.
-      await this.journal?.seal(this.inflight.seq, taken.ticket);
+      await this.journal?.seal(this.inflight.seq, taken.ticket, this.inflight.at ?? Date.now());
     }
     const batch = this.inflight;
     const started = performance.now();

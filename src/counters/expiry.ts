@@ -1,5 +1,6 @@
 /** @module counters/expiry — deletes counters nobody wrote for TALLY_EXPIRE_IDLE, every minute. */
 import type { Logger } from '../obs/logger.js';
+import type { HistoryStore } from '../store/history.js';
 import type { CounterService } from './service.js';
 
 /** Counters deleted per store call; a sweep repeats calls until fewer come back. */
@@ -42,4 +43,38 @@ export function startExpiry(
   const timer = setInterval(() => void sweep(), everyMs);
   timer.unref();
   return () => clearInterval(timer);
+}
+
+/**
+ * Drops history records past their retention every `everyMs` (default ten minutes; the first
+ * sweep a minute after start). Every instance sweeps; deleting a record twice is harmless.
+ */
+export function startHistorySweep(
+  history: HistoryStore,
+  logger: Logger,
+  everyMs = 600_000,
+): () => void {
+  let running = false;
+  const sweep = async () => {
+    if (running) return;
+    running = true;
+    try {
+      const removed = await history.sweep();
+      if (removed > 0) {
+        logger.info({ event: 'history_swept', count: removed }, 'old history buckets deleted');
+      }
+    } catch (err) {
+      logger.warn({ event: 'history_sweep_failed', err }, 'history sweep failed; retried later');
+    } finally {
+      running = false;
+    }
+  };
+  const first = setTimeout(() => void sweep(), Math.min(everyMs, 60_000));
+  first.unref();
+  const timer = setInterval(() => void sweep(), everyMs);
+  timer.unref();
+  return () => {
+    clearTimeout(first);
+    clearInterval(timer);
+  };
 }

@@ -1,8 +1,9 @@
 /** @module counters/service — the operations routes call; ties aggregator, store and live hub. */
 import type { Aggregator } from '../aggregator/index.js';
-import type { Increment } from '../domain.js';
+import { DEFAULT_NAMESPACE, type Increment } from '../domain.js';
 import { storeUnavailable, TallyError } from '../errors.js';
-import type { ListOptions, ListPage, Store } from '../store/interface.js';
+import { bucketStart, dayStamp, type Granularity, type HistoryStore } from '../store/history.js';
+import type { ListOptions, ListPage } from '../store/interface.js';
 import { sleep } from '../util/retry.js';
 import {
   type CounterSettings,
@@ -11,6 +12,7 @@ import {
   type NamespaceClaim,
   SettingsCache,
 } from './settings.js';
+import type { Uniques, Visitors } from './visitors.js';
 
 /** eventual: answer from memory (202); strong: answer once the store holds it (200). */
 export type Consistency = 'eventual' | 'strong';
@@ -34,7 +36,19 @@ export interface CounterDescription {
   readonly touchedAt: number | null;
 }
 
-/** How long the first-touch read of an unknown counter may take before we answer without it. */
+/** One history bucket as the API reports it. */
+export interface HistoryBucket {
+  /** Start of the bucket, ms since the epoch (UTC). */
+  readonly start: number;
+  readonly count: number;
+  /** Distinct visitors in the bucket (day buckets, when unique counting is on). */
+  readonly uniques?: number;
+}
+
+/** How the top counters are ranked: by total, or by one day's count. */
+export type TopBy = 'total' | { readonly day: number };
+
+/** How the first-touch read of an unknown counter may take before we answer without it. */
 const WARM_TIMEOUT_MS = 250;
 
 /**
@@ -48,12 +62,14 @@ export class CounterService {
   readonly settings: SettingsCache;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: HistoryStore,
     private readonly aggregator: Aggregator,
     /** Told of values this process changed (live streams, sibling processes). */
     private readonly changed: (changes: ReadonlyMap<string, number>) => void,
     /** Flushes sibling processes (cluster workers); strong reads and admin writes wait for it. */
     private readonly siblings?: () => Promise<void>,
+    /** Unique visitor counting, when on (TALLY_UNIQUES). */
+    private readonly visitors?: Visitors,
   ) {
     this.settings = new SettingsCache(store);
   }
@@ -141,6 +157,52 @@ export class CounterService {
     this.changed(new Map([[name, this.aggregator.estimate(name)]]));
   }
 
+  /** True when counters count unique visitors. */
+  get countsUniques(): boolean {
+    return this.visitors !== undefined;
+  }
+
+  /** A counted hit from one visitor (no I/O); nothing when unique counting is off. */
+  visit(name: string, address: string, userAgent: string | undefined): void {
+    this.visitors?.see(name, address, userAgent);
+  }
+
+  /** A counter's unique visitors; undefined when unique counting is off. */
+  async uniques(name: string): Promise<Uniques | undefined> {
+    const visitors = this.visitors;
+    if (visitors === undefined) return undefined;
+    return this.wrapStore(() => visitors.uniques(name));
+  }
+
+  /**
+   * A counter's history from `from` to `to` (ms): flushed counts per bucket, and distinct
+   * visitors per day bucket when unique counting is on.
+   */
+  async history(
+    name: string,
+    granularity: Granularity,
+    from: number,
+    to: number,
+  ): Promise<HistoryBucket[]> {
+    const buckets = await this.wrapStore(() => this.store.history(name, granularity, from, to));
+    const visitors = this.visitors;
+    if (visitors === undefined || granularity !== 'day') return buckets;
+    const days = buckets.map((b) => dayStamp(b.start));
+    const counts = await this.wrapStore(() => visitors.days(name, days));
+    return buckets.map((b, i) => ({ ...b, uniques: counts[i] ?? 0 }));
+  }
+
+  /** The counters of a namespace with the highest totals or day counts (stored values). */
+  top(
+    namespace: string,
+    by: TopBy,
+    limit: number,
+  ): Promise<Array<{ name: string; value: number }>> {
+    const flat = namespace === DEFAULT_NAMESPACE;
+    const day = by === 'total' ? by : { day: bucketStart(by.day, 'day') };
+    return this.wrapStore(() => this.store.top(flat ? '' : `${namespace}/`, flat, day, limit));
+  }
+
   /** Deletes a counter (it then reads 0); true if it existed. */
   async delete(name: string): Promise<boolean> {
     await this.flushSiblings();
@@ -152,6 +214,7 @@ export class CounterService {
       }),
     );
     this.settings.forget(name);
+    await this.visitors?.forget(name).catch(() => undefined);
     this.changed(new Map([[name, this.aggregator.estimate(name)]]));
     return existed;
   }

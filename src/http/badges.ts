@@ -33,6 +33,8 @@ export interface BadgeOptions extends BadgeLook {
   readonly base: number;
   /** 1234 → 1.2k. */
   readonly abbreviated: boolean;
+  /** What the number is: the counter's total, or its unique visitors (ever, or today). */
+  readonly show: 'total' | 'uniques' | 'uniques-today';
 }
 
 /** shields.io's named colors and their aliases (badge-maker resolves them). */
@@ -117,8 +119,10 @@ export function parseBadgeOptions(
       throw bad(`"base" must be an integer within ±${MAX_BASE}`);
     }
   }
-  const show = text(query, 'show');
-  if (show !== undefined && show !== 'total') throw bad('"show" must be total');
+  const show = text(query, 'show') ?? 'total';
+  if (show !== 'total' && show !== 'uniques' && show !== 'uniques-today') {
+    throw bad('"show" must be total, uniques or uniques-today');
+  }
   return {
     label,
     style: style as BadgeStyle,
@@ -128,6 +132,7 @@ export function parseBadgeOptions(
     count: flag(query, 'count', true),
     base,
     abbreviated: flag(query, 'abbreviated', false),
+    show,
   };
 }
 

@@ -20,6 +20,11 @@ export interface Batch {
   readonly seq: number;
   /** Counter name → delta (non-zero integers). */
   readonly deltas: ReadonlyMap<string, number>;
+  /**
+   * When the batch was cut, ms since the epoch: the time its history buckets are counted at
+   * (store/history.ts). Part of the batch's identity: a retry or a replay carries the same one.
+   */
+  readonly at?: number;
 }
 
 /** What applying a batch did. */
@@ -152,6 +157,16 @@ export interface Store {
   completeKey(key: string, result: string, ttlMs: number): Promise<void>;
   /** Drops a claim whose request failed, so a retry is processed afresh. */
   releaseKey(key: string): Promise<void>;
+  /**
+   * Adds visitor hashes (hex, at least 16 digits) to the HyperLogLog at each key (Redis: PFADD;
+   * the others: store/hll.ts, same precision). Adding a hash twice changes nothing, so a retry
+   * never counts a visitor twice.
+   */
+  addVisitors(sets: ReadonlyMap<string, readonly string[]>): Promise<void>;
+  /** The estimated number of distinct hashes at each key, in order (0 for a key never added). */
+  countVisitors(keys: readonly string[]): Promise<number[]>;
+  /** Removes the HyperLogLogs at these keys. */
+  deleteVisitors(keys: readonly string[]): Promise<void>;
   /**
    * Claims an instance id for one running process. Each id has one record: epoch, holder and
    * lease expiry. The claim is granted when the id has no record, its lease has run out, or its

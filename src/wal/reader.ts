@@ -64,6 +64,8 @@ export interface LogRun {
   readonly segments: readonly PlannedSegment[];
   readonly seqs: readonly number[];
   readonly lasts: readonly number[];
+  /** When each marked batch was cut (ms), from its marker; undefined in older logs. */
+  readonly ats: readonly (number | undefined)[];
 }
 
 /** The first pass over a directory: everything but the increments themselves. */
@@ -83,6 +85,7 @@ interface MutableRun {
   readonly segments: PlannedSegment[];
   readonly seqs: number[];
   readonly lasts: number[];
+  readonly ats: (number | undefined)[];
   /** Highest item number or marker lastItem in the run so far. */
   top: number;
 }
@@ -102,6 +105,7 @@ export async function planLog(dir: string, defaultWriter: string): Promise<LogPl
     let items = 0;
     const seqs: number[] = [];
     const lasts: number[] = [];
+    const ats: (number | undefined)[] = [];
     const scanned = await readFrames(file.path, (payload) => {
       let at = 0;
       while (at < payload.length) {
@@ -110,12 +114,14 @@ export async function planLog(dir: string, defaultWriter: string): Promise<LogPl
         const kind = payload[at];
         if (kind === LINE_I) items++;
         else if (kind === LINE_M) {
-          const [, seq, last] = payload.toString('latin1', at, nl).split(' ');
+          const [, seq, last, cutAt] = payload.toString('latin1', at, nl).split(' ');
           const s = Number(seq);
           const l = Number(last);
           if (Number.isSafeInteger(s) && Number.isSafeInteger(l)) {
             seqs.push(s);
             lasts.push(l);
+            const t = Number(cutAt);
+            ats.push(cutAt !== undefined && Number.isSafeInteger(t) ? t : undefined);
           }
         } else if (kind === LINE_S && !seen) header = parseHeader(payload.toString('utf8', at, nl));
         seen = true;
@@ -131,7 +137,7 @@ export async function planLog(dir: string, defaultWriter: string): Promise<LogPl
     let run = current.get(writer);
     // Numbers only grow within a run: a lower start is an earlier process's log ending.
     if (run === undefined || (firstItem !== MARKERS_ONLY && firstItem <= run.top)) {
-      run = { writer, segments: [], seqs: [], lasts: [], top: 0 };
+      run = { writer, segments: [], seqs: [], lasts: [], ats: [], top: 0 };
       runs.push(run);
       current.set(writer, run);
     }
@@ -139,6 +145,7 @@ export async function planLog(dir: string, defaultWriter: string): Promise<LogPl
     for (let i = 0; i < seqs.length; i++) {
       run.seqs.push(seqs[i] as number);
       run.lasts.push(lasts[i] as number);
+      run.ats.push(ats[i]);
       run.top = Math.max(run.top, lasts[i] as number);
     }
     if (items > 0) run.top = Math.max(run.top, firstItem + items - 1);
@@ -168,6 +175,8 @@ export interface RecoveredBatch {
   readonly items: number;
   /** Highest item number the batch holds (marked: its marker's lastItem). */
   readonly lastItem: number;
+  /** When the batch was cut (ms), as its marker says; undefined for the remainder. */
+  readonly at: number | undefined;
 }
 
 /** What {@link foldRun} does with a run. */
@@ -282,6 +291,7 @@ class Folder {
         deltas: sums(this.deltas),
         items: this.items,
         lastItem: this.limit,
+        at: this.run.ats[this.at],
       });
     }
     this.enter(this.at + 1);
@@ -295,6 +305,7 @@ class Folder {
       deltas: sums(this.deltas as Map<string, Delta>),
       items: this.items,
       lastItem: this.lastFolded,
+      at: undefined,
     });
     this.enter(this.at);
   }

@@ -76,12 +76,15 @@ export async function recoverLog(
     for (const seq of seqsOf(plan, writer)) if (seq > lastSeq) lastSeq = seq;
     const apply = async (batch: RecoveredBatch) => {
       let seq = batch.seq;
+      // A batch keeps the time it was cut, so a replay adds to the same history buckets.
+      let at = batch.at ?? Date.now();
       if (seq === undefined) {
         seq = ++lastSeq;
-        await writeMarker(dir, result.nextSegment++, writer, seq, batch.lastItem);
+        at = Date.now();
+        await writeMarker(dir, result.nextSegment++, writer, seq, batch.lastItem, at);
       }
       if (batch.deltas.size > 0)
-        await store.applyBatch({ instanceId: writer, seq, deltas: batch.deltas });
+        await store.applyBatch({ instanceId: writer, seq, deltas: batch.deltas, at });
       result.applied++;
       result.increments += batch.items;
     };
@@ -117,12 +120,13 @@ async function writeMarker(
   writer: string,
   seq: number,
   lastItem: number,
+  at: number,
 ): Promise<void> {
   await writeFile(
     join(dir, segmentName(n)),
     Buffer.concat([
       encodeFrame(`S ${MARKERS_ONLY} ${writer}\n`),
-      encodeFrame(`M ${seq} ${lastItem}\n`),
+      encodeFrame(`M ${seq} ${lastItem} ${at}\n`),
     ]),
     { flush: true },
   );

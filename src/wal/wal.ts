@@ -155,13 +155,13 @@ export class WriteAheadLog {
    * While the log is broken this resolves at once: the batch goes out unmarked, and the log
    * is cleared as soon as the store holds everything (see `markDurable`).
    */
-  async seal(seq: number, lastItem: number): Promise<void> {
+  async seal(seq: number, lastItem: number, at = Date.now()): Promise<void> {
     if (this.broken !== null) {
       this.unmarked = true;
       return;
     }
     try {
-      await this.enqueue(`M ${seq} ${lastItem}\n`, 0);
+      await this.enqueue(`M ${seq} ${lastItem} ${at}\n`, 0);
       // The store may apply the batch right after this; in interval mode the marker is synced
       // first, or a power loss could keep the batch in the store and lose its marker, and replay
       // would apply it again. One fdatasync per flush, off the event loop.

@@ -1,7 +1,8 @@
 // The one conformance suite every Store implementation passes. Each store's test file calls
 // runStoreConformance with a factory that returns a fresh, empty, isolated store.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { HistoryStore } from '../../src/store/history.js';
 import type { Batch, Store } from '../../src/store/interface.js';
 
 export interface ConformanceOptions {
@@ -575,6 +576,107 @@ export function runStoreConformance(label: string, options: ConformanceOptions):
           'by-batch',
           'by-set',
         ]);
+      });
+    });
+
+    describe('history (store/history.ts over this store)', () => {
+      const MIN = 60_000;
+      const at = Date.UTC(2026, 11, 2, 10, 15, 30);
+      const cut = (seq: number, when: number, entries: Record<string, number>): Batch => ({
+        ...batch(inst, seq, entries),
+        at: when,
+      });
+
+      it('writes minute, hour and day buckets inside the batch, and a replay adds nothing', async () => {
+        const h = new HistoryStore(store);
+        const first = await h.applyBatch(cut(1, at, { a: 3, 'ns/b': 2 }));
+        expect(Object.fromEntries(first.values)).toEqual({ a: 3, 'ns/b': 2 });
+        await h.applyBatch(cut(2, at + MIN, { a: 4 }));
+        // The same batches again (a retry, or a replay of the log): duplicates, nothing added.
+        expect((await h.applyBatch(cut(1, at, { a: 3, 'ns/b': 2 }))).duplicate).toBe(true);
+        expect((await h.applyBatch(cut(2, at + MIN, { a: 4 }))).duplicate).toBe(true);
+        const minutes = await h.history('a', 'minute', at - MIN, at + 2 * MIN);
+        expect(minutes.map((b) => b.count)).toEqual([0, 3, 4, 0]);
+        expect(minutes[1]?.start).toBe(Date.UTC(2026, 11, 2, 10, 15));
+        expect((await h.history('a', 'hour', at - 3_600_000, at)).map((b) => b.count)).toEqual([
+          0, 7,
+        ]);
+        expect((await h.history('a', 'day', at, at)).map((b) => b.count)).toEqual([7]);
+        expect((await h.history('ns/b', 'day', at - 86_400_000, at)).map((b) => b.count)).toEqual([
+          0, 2,
+        ]);
+        expect(await h.get('a')).toBe(7);
+        // Records are hidden from listings; the counters are all there.
+        expect((await h.list({ limit: 1000 })).items.map((i) => i.name)).toEqual(['a', 'ns/b']);
+        expect(await h.top('', true, { day: at }, 10)).toEqual([{ name: 'a', value: 7 }]);
+        expect(await h.top('ns/', false, 'total', 10)).toEqual([{ name: 'ns/b', value: 2 }]);
+      });
+
+      it('keeps a counter apart from one whose name starts with its own', async () => {
+        const h = new HistoryStore(store);
+        await h.applyBatch(cut(1, at, { x: 1, 'x.y': 5, 'x/z': 7 }));
+        expect((await h.history('x', 'minute', at, at)).map((b) => b.count)).toEqual([1]);
+        expect((await h.history('x', 'day', at, at)).map((b) => b.count)).toEqual([1]);
+      });
+
+      it('drops minute buckets after 48 h and hour buckets after 90 days', async () => {
+        const h = new HistoryStore(store);
+        const now = Date.now();
+        await h.applyBatch(cut(1, now - 91 * 86_400_000, { old: 1 }));
+        await h.applyBatch(cut(2, now - 49 * 3_600_000, { old: 2 }));
+        await h.applyBatch(cut(3, now - 3_600_000, { old: 4, fresh: 1 }));
+        await h.sweep(now);
+        const left = async (prefix: string) =>
+          (await store.list({ prefix, limit: 1000 })).items.length;
+        expect(await left('~m/')).toBe(2);
+        expect(await left('~h/')).toBe(3);
+        // Day buckets stay (no day retention set); the counter keeps its total.
+        expect(await left('~d/')).toBe(4);
+        expect(await h.get('old')).toBe(7);
+      });
+
+      it('deletes a counter together with its history', async () => {
+        const h = new HistoryStore(store);
+        await h.applyBatch(cut(1, Date.now(), { gone: 2, kept: 1 }));
+        expect(await h.delete('gone')).toBe(true);
+        const names = (await store.list({ prefix: '~', limit: 1000 })).items.map((i) => i.name);
+        expect(names.filter((n) => n.includes('gone'))).toEqual([]);
+        expect(names.filter((n) => n.includes('kept'))).toHaveLength(4);
+      });
+    });
+
+    describe('unique visitors', () => {
+      const hashes = (n: number, salt: string) =>
+        Array.from({ length: n }, (_, i) =>
+          createHash('sha256').update(`${salt}${i}`).digest('hex').slice(0, 32),
+        );
+
+      it('estimates distinct hashes within HyperLogLog error, and a re-add counts nothing', async () => {
+        const some = hashes(5000, 'v');
+        await store.addVisitors(new Map([['page!all', some.slice(0, 3000)]]));
+        // A retried flush and an overlapping one: 5000 distinct in all.
+        await store.addVisitors(new Map([['page!all', some.slice(0, 3000)]]));
+        await store.addVisitors(
+          new Map([
+            ['page!all', some.slice(2000)],
+            ['page!20261202', some.slice(0, 10)],
+          ]),
+        );
+        const [all = 0, day = 0, none] = await store.countVisitors([
+          'page!all',
+          'page!20261202',
+          'nobody!all',
+        ]);
+        expect(Math.abs(all - 5000) / 5000).toBeLessThan(0.03);
+        expect(day).toBe(10);
+        expect(none).toBe(0);
+        await store.deleteVisitors(['page!all']);
+        expect(await store.countVisitors(['page!all'])).toEqual([0]);
+      });
+
+      it('counts small sets exactly enough to show on a badge', async () => {
+        await store.addVisitors(new Map([['tiny!all', hashes(3, 't')]]));
+        expect(await store.countVisitors(['tiny!all'])).toEqual([3]);
       });
     });
   });

@@ -18,7 +18,7 @@ import {
 } from '../badges.js';
 import { toTallyError } from '../errors.js';
 import { assertKey, assertPart } from '../parse.js';
-import type { ClientLimiter } from '../rate-limit.js';
+import type { ClientLimiter, LimitedRequest } from '../rate-limit.js';
 
 export interface BadgeRoutesOptions {
   readonly counters: CounterService;
@@ -26,6 +26,8 @@ export interface BadgeRoutesOptions {
   readonly metrics: Metrics;
   readonly renderer: BadgeRenderer;
   readonly limiter?: ClientLimiter;
+  /** The client address a visit counts for (unique visitors). */
+  readonly clientOf: (request: LimitedRequest) => string;
 }
 
 /**
@@ -96,17 +98,28 @@ type BadgeRequest = FastifyRequest<{
 }>;
 
 export async function badgeRoutes(app: FastifyInstance, opts: BadgeRoutesOptions): Promise<void> {
-  const { counters, access, metrics, renderer, limiter } = opts;
+  const { counters, access, metrics, renderer, limiter, clientOf } = opts;
 
-  /** The counter's value after this view (counted unless `count=false`). */
+  /** The number the badge shows after this view (counted unless `count=false`). */
   async function valueFor(request: BadgeRequest, name: string, options: BadgeOptions) {
-    if (!options.count) return (await counters.get(name, 'eventual')).value;
-    limiter?.take(request);
-    const allowed = access.increment(undefined, name, 1);
-    if (allowed !== undefined) await allowed;
-    await counters.add(name, 1);
-    metrics.accepted('eventual');
-    return counters.estimate(name);
+    if (options.show !== 'total' && !counters.countsUniques) {
+      throw new TallyError('UNIQUES_OFF');
+    }
+    if (!options.count) {
+      if (options.show === 'total') return (await counters.get(name, 'eventual')).value;
+    } else {
+      limiter?.take(request);
+      const allowed = access.increment(undefined, name, 1);
+      if (allowed !== undefined) await allowed;
+      await counters.add(name, 1);
+      metrics.accepted('eventual');
+      if (counters.countsUniques) {
+        counters.visit(name, clientOf(request), request.headers['user-agent']);
+      }
+      if (options.show === 'total') return counters.estimate(name);
+    }
+    const uniques = await counters.uniques(name);
+    return options.show === 'uniques' ? (uniques?.total ?? 0) : (uniques?.today ?? 0);
   }
 
   async function badge(request: BadgeRequest, reply: FastifyReply): Promise<unknown> {

@@ -18,7 +18,7 @@ import { type Access, bearerOf } from '../access.js';
 import type { CorsPolicy } from '../cors.js';
 import { type IdempotencyKeys, parseIdempotencyKey, type SavedAnswer } from '../idempotency.js';
 import { asObject, assertBy, assertKey, assertName, assertPart, assertValue } from '../parse.js';
-import type { ClientLimiter } from '../rate-limit.js';
+import type { ClientLimiter, LimitedRequest } from '../rate-limit.js';
 
 export interface CounterRoutesOptions {
   readonly counters: CounterService;
@@ -36,6 +36,8 @@ export interface CounterRoutesOptions {
   readonly createLimiter?: ClientLimiter;
   /** Counters expire after this long without a write (TALLY_EXPIRE_IDLE); undefined: never. */
   readonly expireIdleMs?: number;
+  /** The client address a visit counts for (unique visitors). */
+  readonly clientOf: (request: LimitedRequest) => string;
 }
 
 /** Route params as Fastify hands them over: strings by name. */
@@ -60,6 +62,11 @@ export const valueReply = {
     key: { type: 'string' },
     value: { type: 'number' },
     stale: { type: 'boolean' },
+    uniques: {
+      type: 'object',
+      properties: { total: { type: 'number' }, today: { type: 'number' } },
+      required: ['total', 'today'],
+    },
   },
   required: ['name', 'value'],
 } as const;
@@ -99,7 +106,7 @@ export async function counterRoutes(
   app: FastifyInstance,
   opts: CounterRoutesOptions,
 ): Promise<void> {
-  const { counters, metrics, keys, access, logger, cors, limiter, createLimiter } = opts;
+  const { counters, metrics, keys, access, logger, cors, limiter, createLimiter, clientOf } = opts;
   if (limiter !== undefined) app.addHook('onClose', async () => limiter.close());
   if (createLimiter !== undefined) app.addHook('onClose', async () => createLimiter.close());
   // Reads and increments are public: pages on allowed origins may call them. Set and delete
@@ -157,6 +164,9 @@ export async function counterRoutes(
             value = counters.estimate(name);
           } else value = await counters.increment(name, by, consistency);
           metrics.accepted(consistency);
+          if (counters.countsUniques && by > 0) {
+            counters.visit(name, clientOf(request), request.headers['user-agent']);
+          }
           reply.code(consistency === 'strong' ? 200 : 202);
           return family.valued(name, value);
         }
@@ -167,6 +177,9 @@ export async function counterRoutes(
           async () => {
             const value = await counters.increment(name, by, consistency);
             metrics.accepted(consistency);
+            if (counters.countsUniques && by > 0) {
+              counters.visit(name, clientOf(request), request.headers['user-agent']);
+            }
             return {
               status: consistency === 'strong' ? 200 : 202,
               body: family.valued(name, value),
@@ -186,6 +199,7 @@ export async function counterRoutes(
         const reading = await counters.get(name, parseConsistency(request.query));
         const answer = family.valued(name, reading.value);
         if (reading.stale === true) answer.stale = true;
+        if (counters.countsUniques) answer.uniques = await counters.uniques(name);
         return answer;
       },
     );

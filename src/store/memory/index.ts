@@ -1,5 +1,6 @@
 /** @module store/memory — an in-process store for tests and throwaway use; lost on exit. */
 import { inRange } from '../../domain.js';
+import { Hll } from '../hll.js';
 import {
   type Batch,
   type BatchResult,
@@ -23,6 +24,7 @@ export class MemoryStore implements Store {
   private readonly metas = new Map<string, string>();
   private readonly touched = new Map<string, number>();
   private readonly namespaces = new Map<string, string>();
+  private readonly visitors = new Map<string, Hll>();
   private readonly keys = new Map<
     string,
     { fingerprint: string; result: string | null; expiresAt: number }
@@ -206,6 +208,28 @@ export class MemoryStore implements Store {
 
   private sweepKeys(now: number): void {
     for (const [key, entry] of this.keys) if (entry.expiresAt <= now) this.keys.delete(key);
+  }
+
+  async addVisitors(sets: ReadonlyMap<string, readonly string[]>): Promise<void> {
+    this.assertOpen();
+    for (const [key, hashes] of sets) {
+      let hll = this.visitors.get(key);
+      if (hll === undefined) {
+        hll = new Hll();
+        this.visitors.set(key, hll);
+      }
+      for (const hash of hashes) hll.add(hash);
+    }
+  }
+
+  async countVisitors(keys: readonly string[]): Promise<number[]> {
+    this.assertOpen();
+    return keys.map((key) => this.visitors.get(key)?.count() ?? 0);
+  }
+
+  async deleteVisitors(keys: readonly string[]): Promise<void> {
+    this.assertOpen();
+    for (const key of keys) this.visitors.delete(key);
   }
 
   async ping(): Promise<void> {

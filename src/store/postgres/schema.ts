@@ -34,6 +34,8 @@ export interface SchemaNames {
   readonly keyCount: string;
   readonly namespaces: string;
   readonly instances: string;
+  /** HyperLogLogs of unique visitors (store/hll.ts encoding). */
+  readonly visitors: string;
   readonly migrations: string;
   /** The sequence that orders every write (a regclass literal's text, for nextval). */
   readonly version: string;
@@ -56,6 +58,7 @@ export function schemaNames(schema: string): SchemaNames {
     keyCount: `${s}.tally_key_count`,
     namespaces: `${s}.tally_namespaces`,
     instances: `${s}.tally_instances`,
+    visitors: `${s}.tally_visitors`,
     migrations: `${s}.tally_migrations`,
     version: `${s}.tally_version`,
     channel: `${schema}.tally_changes`,
@@ -347,6 +350,16 @@ BEGIN
   END IF;
 END
 $fn$;
+`,
+  },
+  {
+    version: 2,
+    name: 'unique visitors',
+    sql: (n) => `
+CREATE TABLE ${n.visitors} (
+  key       text PRIMARY KEY,
+  registers bytea NOT NULL
+);
 `,
   },
 ];

@@ -1,6 +1,7 @@
 /** @module store/postgres/store — counters in PostgreSQL, shared by any number of instances. */
 import { randomBytes } from 'node:crypto';
 import type { Client, Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
+import { Hll } from '../hll.js';
 import {
   type Batch,
   type BatchResult,
@@ -226,6 +227,62 @@ export class PostgresStore implements Store {
       [namespace],
     );
     return rows[0]?.record;
+  }
+
+  async addVisitors(sets: ReadonlyMap<string, readonly string[]>): Promise<void> {
+    if (sets.size === 0) return;
+    // Keys in order, each row locked while it is merged: concurrent adds never deadlock or
+    // overwrite each other.
+    const keys = [...sets.keys()].sort();
+    await this.transaction('addVisitors', async (q) => {
+      await q(
+        `INSERT INTO ${this.n.visitors} (key, registers)
+         SELECT k, '\\x00'::bytea FROM unnest($1::text[]) AS k ORDER BY k
+         ON CONFLICT (key) DO NOTHING`,
+        [keys],
+      );
+      const { rows } = await q<{ key: string; registers: Buffer }>(
+        `SELECT key, registers FROM ${this.n.visitors} WHERE key = ANY($1::text[])
+         ORDER BY key FOR UPDATE`,
+        [keys],
+      );
+      const changed: string[] = [];
+      const encoded: Buffer[] = [];
+      for (const row of rows) {
+        const hll = Hll.decode(row.registers);
+        let grew = false;
+        for (const hash of sets.get(row.key) ?? []) grew = hll.add(hash) || grew;
+        if (!grew) continue;
+        changed.push(row.key);
+        encoded.push(hll.encode());
+      }
+      if (changed.length === 0) return;
+      await q(
+        `UPDATE ${this.n.visitors} AS v SET registers = u.r
+         FROM unnest($1::text[], $2::bytea[]) AS u(k, r) WHERE v.key = u.k`,
+        [changed, encoded],
+      );
+    });
+  }
+
+  async countVisitors(keys: readonly string[]): Promise<number[]> {
+    if (keys.length === 0) return [];
+    const { rows } = await this.query<{ key: string; registers: Buffer }>(
+      'countVisitors',
+      `SELECT key, registers FROM ${this.n.visitors} WHERE key = ANY($1::text[])`,
+      [[...keys]],
+    );
+    const found = new Map(rows.map((r) => [r.key, r.registers]));
+    return keys.map((key) => Hll.decode(found.get(key)).count());
+  }
+
+  async deleteVisitors(keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return;
+    await this.query(
+      'deleteVisitors',
+      `DELETE FROM ${this.n.visitors} WHERE key = ANY($1::text[])`,
+      [[...keys]],
+    );
   }
 
   async expireIdle(cutoff: number, limit: number): Promise<string[]> {

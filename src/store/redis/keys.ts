@@ -84,6 +84,11 @@ export class KeyLayout {
     return { record: `${base}idem:${key}`, live: `${base}idem-live` };
   }
 
+  /** The HyperLogLog of one visitor key (PFADD/PFCOUNT), in the key's own slot. */
+  visitorKey(key: string): string {
+    return `${this.prefix}u:{${key}}`;
+  }
+
   /** STRING of one namespace's claim (JSON), in the namespace's own slot. */
   namespaceKey(namespace: string): string {
     return `${this.prefix}{n:${namespace}}:claim`;

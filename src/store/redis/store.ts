@@ -332,6 +332,40 @@ export class RedisStore implements Store {
     return raw ?? undefined;
   }
 
+  async addVisitors(sets: ReadonlyMap<string, readonly string[]>): Promise<void> {
+    this.assertUsable();
+    // One PFADD per key, sent together (one slot each, so also on a cluster).
+    await Promise.all(
+      [...sets].map(([key, hashes]) =>
+        hashes.length === 0
+          ? undefined
+          : this.timed(
+              this.client.pfadd(this.layout.visitorKey(key), ...hashes),
+              'addVisitors',
+              this.commandTimeoutMs + Math.ceil(hashes.length * this.perCounterMs),
+            ),
+      ),
+    );
+    await this.replicated('addVisitors');
+  }
+
+  async countVisitors(keys: readonly string[]): Promise<number[]> {
+    this.assertUsable();
+    return Promise.all(
+      keys.map((key) =>
+        this.timed(this.client.pfcount(this.layout.visitorKey(key)), 'countVisitors'),
+      ),
+    );
+  }
+
+  async deleteVisitors(keys: readonly string[]): Promise<void> {
+    this.assertUsable();
+    await Promise.all(
+      keys.map((key) => this.timed(this.client.del(this.layout.visitorKey(key)), 'deleteVisitors')),
+    );
+    await this.replicated('deleteVisitors');
+  }
+
   async expireIdle(cutoff: number, limit: number): Promise<string[]> {
     this.assertUsable();
     const expired: string[] = [];

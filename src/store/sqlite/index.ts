@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { inRange } from '../../domain.js';
+import { Hll } from '../hll.js';
 import {
   type Batch,
   type BatchResult,
@@ -101,6 +102,9 @@ export class SqliteStore implements Store {
   ) => InstanceClaim;
   private claims = 0;
   private readonly applyTx: (batch: Batch) => BatchResult;
+  private readonly addVisitorsTx: (sets: ReadonlyMap<string, readonly string[]>) => void;
+  private readonly countVisitorsOf: (keys: readonly string[]) => number[];
+  private readonly deleteVisitorsTx: (keys: readonly string[]) => void;
   private readonly path: string;
   private readonly busyRetryMs: number;
 
@@ -147,6 +151,10 @@ export class SqliteStore implements Store {
       CREATE TABLE IF NOT EXISTS namespaces (
         namespace TEXT PRIMARY KEY,
         record    TEXT NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS visitors (
+        key       TEXT PRIMARY KEY,
+        registers BLOB NOT NULL
       ) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS instances (
         instance_id TEXT PRIMARY KEY,
@@ -224,6 +232,28 @@ export class SqliteStore implements Store {
       ),
     };
     this.applyTx = this.db.transaction((batch: Batch) => this.applyInTx(batch)).immediate;
+    const getVisitors = this.db.prepare<[string], { registers: Buffer }>(
+      'SELECT registers FROM visitors WHERE key = ?',
+    );
+    const putVisitors = this.db.prepare(
+      'INSERT INTO visitors (key, registers) VALUES (?, ?) ' +
+        'ON CONFLICT (key) DO UPDATE SET registers = excluded.registers',
+    );
+    // Read, merge and write under the write lock: two processes adding at once both count.
+    this.addVisitorsTx = this.db.transaction((sets: ReadonlyMap<string, readonly string[]>) => {
+      for (const [key, hashes] of sets) {
+        const hll = Hll.decode(getVisitors.get(key)?.registers);
+        let grew = false;
+        for (const hash of hashes) grew = hll.add(hash) || grew;
+        if (grew) putVisitors.run(key, hll.encode());
+      }
+    }).immediate;
+    this.countVisitorsOf = (keys) =>
+      keys.map((key) => Hll.decode(getVisitors.get(key)?.registers).count());
+    const deleteVisitors = this.db.prepare('DELETE FROM visitors WHERE key = ?');
+    this.deleteVisitorsTx = this.db.transaction((keys: readonly string[]) => {
+      for (const key of keys) deleteVisitors.run(key);
+    }).immediate;
     this.claimTx = this.db.transaction(
       (key: string, fingerprint: string, leaseMs: number, maxKeys: number): KeyClaim => {
         const now = Date.now();
@@ -409,6 +439,18 @@ export class SqliteStore implements Store {
   async releaseInstance(instanceId: string, epoch: number): Promise<void> {
     // Expiry 0 rather than deleting the row: the epoch must survive, so the next one is new.
     await this.unlocked('releaseInstance', () => this.stmt.renewInstance.run(0, instanceId, epoch));
+  }
+
+  async addVisitors(sets: ReadonlyMap<string, readonly string[]>): Promise<void> {
+    await this.unlocked('addVisitors', () => this.addVisitorsTx(sets));
+  }
+
+  async countVisitors(keys: readonly string[]): Promise<number[]> {
+    return this.unlocked('countVisitors', () => this.countVisitorsOf(keys));
+  }
+
+  async deleteVisitors(keys: readonly string[]): Promise<void> {
+    await this.unlocked('deleteVisitors', () => this.deleteVisitorsTx(keys));
   }
 
   async ping(): Promise<void> {

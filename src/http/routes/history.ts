@@ -1,0 +1,155 @@
+/**
+ * @module http/routes/history — a counter's time buckets (JSON or CSV) and a namespace's top
+ * counters.
+ */
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { CounterService, HistoryBucket, TopBy } from '../../counters/service.js';
+import { counterName, splitName } from '../../domain.js';
+import { TallyError } from '../../errors.js';
+import { type Granularity, MAX_BUCKETS, RETENTION_MS } from '../../store/history.js';
+import type { CorsPolicy } from '../cors.js';
+import { assertKey, assertName, assertPart, queryInteger } from '../parse.js';
+
+export interface HistoryRoutesOptions {
+  readonly counters: CounterService;
+  readonly cors: CorsPolicy;
+}
+
+type Query = Record<string, unknown>;
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+/** The range asked for when `from` is not given, per granularity. */
+const DEFAULT_SPAN: Record<Granularity, number> = { minute: HOUR, hour: 48 * HOUR, day: 30 * DAY };
+const SPAN_LIMIT: Record<Granularity, number> = {
+  minute: RETENTION_MS.minute,
+  hour: RETENTION_MS.hour,
+  day: (MAX_BUCKETS - 1) * DAY,
+};
+const TOP_MAX = 100;
+
+function bad(message: string): TallyError {
+  return new TallyError('INVALID_QUERY', message);
+}
+
+/** A time as ms since the epoch or an ISO 8601 date or date-time; undefined when absent. */
+function parseTime(raw: unknown, field: string): number | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  if (typeof raw === 'string') {
+    if (/^\d{1,15}$/.test(raw)) return Number(raw);
+    if (
+      /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:?\d{2})?)?$/.test(raw)
+    ) {
+      // A date or a time without a zone is UTC, as the buckets are.
+      const zoned = /T|\s/.test(raw) && !/(Z|[+-]\d{2}:?\d{2})$/.test(raw) ? `${raw}Z` : raw;
+      const t = Date.parse(zoned.replace(' ', 'T'));
+      if (Number.isFinite(t)) return t;
+    }
+  }
+  throw bad(`"${field}" must be an ISO 8601 date or time, or ms since the epoch`);
+}
+
+export interface HistoryQuery {
+  readonly granularity: Granularity;
+  readonly from: number;
+  readonly to: number;
+  readonly format: 'json' | 'csv';
+}
+
+/** Reads `granularity`, `from`, `to` and `format`, checking the range against retention. */
+export function parseHistoryQuery(query: Query, now = Date.now()): HistoryQuery {
+  const g = query.granularity ?? 'hour';
+  if (g !== 'minute' && g !== 'hour' && g !== 'day') {
+    throw bad('"granularity" must be minute, hour or day');
+  }
+  const format = query.format ?? 'json';
+  if (format !== 'json' && format !== 'csv') throw bad('"format" must be json or csv');
+  const to = parseTime(query.to, 'to') ?? now;
+  const from = parseTime(query.from, 'from') ?? to - DEFAULT_SPAN[g];
+  if (from > to) throw bad('"from" must not be after "to"');
+  if (to - from > SPAN_LIMIT[g]) {
+    const limit = g === 'minute' ? '48 hours' : g === 'hour' ? '90 days' : `${MAX_BUCKETS} days`;
+    throw bad(`A ${g} range spans at most ${limit}`);
+  }
+  return { granularity: g, from, to, format };
+}
+
+/** Buckets as CSV: `start,count` (and `uniques`), ISO times, one row per bucket. */
+export function historyCsv(buckets: readonly HistoryBucket[], uniques: boolean): string {
+  let out = uniques ? 'start,count,uniques\n' : 'start,count\n';
+  for (const b of buckets) {
+    out += `${new Date(b.start).toISOString()},${b.count}`;
+    out += uniques ? `,${b.uniques ?? 0}\n` : '\n';
+  }
+  return out;
+}
+
+export async function historyRoutes(
+  app: FastifyInstance,
+  opts: HistoryRoutesOptions,
+): Promise<void> {
+  const { counters, cors } = opts;
+
+  async function answer(name: string, query: Query, reply: FastifyReply): Promise<unknown> {
+    const q = parseHistoryQuery(query);
+    const buckets = await counters.history(name, q.granularity, q.from, q.to);
+    const withUniques = counters.countsUniques && q.granularity === 'day';
+    if (q.format === 'csv') {
+      const { key } = splitName(name);
+      reply
+        .type('text/csv; charset=utf-8')
+        .header('content-disposition', `attachment; filename="${key}-${q.granularity}.csv"`);
+      return historyCsv(buckets, withUniques);
+    }
+    return {
+      name,
+      ...splitName(name),
+      granularity: q.granularity,
+      from: new Date(buckets[0]?.start ?? q.from).toISOString(),
+      to: new Date(q.to).toISOString(),
+      buckets: buckets.map((b) => ({
+        start: new Date(b.start).toISOString(),
+        count: b.count,
+        ...(b.uniques === undefined ? {} : { uniques: b.uniques }),
+      })),
+    };
+  }
+
+  const flatPath = '/api/v1/counters/:name/history';
+  const nsPath = '/api/v1/namespaces/:ns/counters/:key/history';
+  const topPath = '/api/v1/namespaces/:ns/top';
+  for (const path of [flatPath, nsPath, topPath]) cors.preflight(app, path, ['GET']);
+  const config = { config: { cors: true } } as const;
+
+  app.get<{ Params: { name: string }; Querystring: Query }>(flatPath, config, (request, reply) =>
+    answer(assertName(request.params.name), request.query, reply),
+  );
+  app.get<{ Params: { ns: string; key: string }; Querystring: Query }>(
+    nsPath,
+    config,
+    (request, reply) => {
+      const namespace = assertPart(request.params.ns);
+      const name = counterName(namespace, assertKey(namespace, request.params.key));
+      return answer(name, request.query, reply);
+    },
+  );
+
+  app.get<{ Params: { ns: string }; Querystring: Query }>(topPath, config, async (request) => {
+    const namespace = assertPart(request.params.ns);
+    const q = request.query;
+    const by = q.by ?? 'total';
+    if (by !== 'total' && by !== 'day') throw bad('"by" must be total or day');
+    const limit = q.limit === undefined ? 10 : queryInteger(q.limit, TOP_MAX);
+    if (limit === undefined || limit < 1)
+      throw bad(`"limit" must be an integer from 1 to ${TOP_MAX}`);
+    const day = parseTime(q.day, 'day') ?? Date.now();
+    const ranking: TopBy = by === 'total' ? 'total' : { day };
+    const top = await counters.top(namespace, ranking, limit);
+    return {
+      namespace,
+      by,
+      ...(by === 'day' ? { day: new Date(day).toISOString().slice(0, 10) } : {}),
+      items: top.map((t) => ({ ...splitName(t.name), name: t.name, value: t.value })),
+    };
+  });
+}
