@@ -167,11 +167,14 @@ export class CounterService {
     this.visitors?.see(name, address, userAgent);
   }
 
-  /** A counter's unique visitors; undefined when unique counting is off. */
-  async uniques(name: string): Promise<Uniques | undefined> {
+  /**
+   * A counter's unique visitors; undefined when unique counting is off. Eventual: cached for a
+   * few seconds; strong: this instance's waiting visitors are stored first.
+   */
+  async uniques(name: string, consistency: Consistency = 'eventual'): Promise<Uniques | undefined> {
     const visitors = this.visitors;
     if (visitors === undefined) return undefined;
-    return this.wrapStore(() => visitors.uniques(name));
+    return this.wrapStore(() => visitors.uniques(name, consistency === 'strong'));
   }
 
   /**
@@ -187,6 +190,7 @@ export class CounterService {
     const buckets = await this.wrapStore(() => this.store.history(name, granularity, from, to));
     const visitors = this.visitors;
     if (visitors === undefined || granularity !== 'day') return buckets;
+    await visitors.flush();
     const days = buckets.map((b) => dayStamp(b.start));
     const counts = await this.wrapStore(() => visitors.days(name, days));
     return buckets.map((b, i) => ({ ...b, uniques: counts[i] ?? 0 }));

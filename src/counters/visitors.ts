@@ -139,10 +139,16 @@ export class Visitors {
     return this.flushing;
   }
 
-  /** A counter's unique visitors, read through a cache of a few seconds. */
-  async uniques(name: string): Promise<Uniques> {
+  /**
+   * A counter's unique visitors, read through a cache of a few seconds; `fresh` sends what is
+   * waiting first and reads the store.
+   */
+  async uniques(name: string, fresh = false): Promise<Uniques> {
     const hit = this.counts.get(name);
-    if (hit !== undefined && performance.now() - hit.at < COUNT_CACHE_MS) return hit.value;
+    if (fresh) {
+      await this.flush();
+      await this.flush();
+    } else if (hit !== undefined && performance.now() - hit.at < COUNT_CACHE_MS) return hit.value;
     const [total = 0, today = 0] = await this.store.countVisitors([
       visitorKey(name),
       visitorKey(name, dayStamp(Date.now())),

@@ -1,5 +1,7 @@
 // Tally click page: batches clicks into increment requests and follows the live value over SSE.
 
+import { mountHistory } from './chart.js';
+
 const root = document.getElementById('counter');
 const name = root.dataset.counter;
 const sendIntervalMs = Number(root.dataset.sendIntervalMs) || 100;
@@ -13,6 +15,7 @@ const outboxEl = document.getElementById('outbox');
 const problemEl = document.getElementById('problem');
 const announceEl = document.getElementById('announce');
 const button = document.getElementById('click');
+const chart = mountHistory(document.getElementById('history'), api);
 
 /** Abandon a request after this long; its outcome is unknown, so it is retried with its key. */
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -229,6 +232,7 @@ function connect() {
     }
     if (typeof data?.value !== 'number') return;
     streamValue = data.value;
+    chart.live(streamValue);
     setState('live');
     raise(streamValue + queued);
   });

@@ -1,6 +1,13 @@
 // Tally dashboard: one page of the counter list, refreshed every second, with paging and a filter.
 
+import { mountHistory } from './chart.js';
+
 const root = document.getElementById('dashboard');
+const chartNameEl = document.getElementById('chart-name');
+const historyEl = document.getElementById('history');
+/** The counter whose history is drawn: the one picked, else the first on the page. */
+let charted = null;
+let chart = null;
 const rowsEl = document.getElementById('rows');
 const emptyEl = document.getElementById('empty');
 const statusEl = document.getElementById('status');
@@ -108,9 +115,22 @@ function renderPage(items, next) {
     const before = values.get(item.name);
     if (before !== undefined && before !== item.value) valueCell.classList.add('changed');
     seen.set(item.name, item.value);
-    tr.append(nameCell, valueCell);
+    const chartCell = document.createElement('td');
+    const pick = document.createElement('button');
+    pick.type = 'button';
+    pick.className = 'button chart-pick';
+    pick.textContent = 'Chart';
+    pick.setAttribute('aria-label', `Chart the history of ${item.name}`);
+    pick.addEventListener('click', () => showChart(item.name, item.value));
+    chartCell.append(pick);
+    tr.append(nameCell, valueCell, chartCell);
     return tr;
   });
+  const current = items.find((i) => i.name === charted) ?? items[0];
+  if (current !== undefined) {
+    if (current.name !== charted) showChart(current.name, current.value);
+    else chart?.live(current.value);
+  }
   values = seen;
   rowsEl.replaceChildren(...rows);
   emptyEl.hidden = items.length > 0;
@@ -119,4 +139,21 @@ function renderPage(items, next) {
   pageEl.textContent = `Page ${page}${items.length > 0 ? ` · ${count}` : ''}`;
   prevButton.disabled = page <= 1;
   nextButton.disabled = nextCursor === null;
+}
+
+/** The API path of a counter: flat names, or `namespace/key`. */
+function apiOf(name) {
+  const slash = name.indexOf('/');
+  if (slash < 0) return `/api/v1/counters/${encodeURIComponent(name)}`;
+  const ns = encodeURIComponent(name.slice(0, slash));
+  return `/api/v1/namespaces/${ns}/counters/${encodeURIComponent(name.slice(slash + 1))}`;
+}
+
+function showChart(name, value) {
+  charted = name;
+  chartNameEl.textContent = `History of ${name}`;
+  historyEl.dataset.counter = name;
+  if (chart === null) chart = mountHistory(historyEl, apiOf(name));
+  else chart.show(apiOf(name));
+  chart.live(value);
 }

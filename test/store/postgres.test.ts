@@ -106,7 +106,7 @@ describe('postgres store', () => {
     );
     expect(started).toHaveLength(5);
     const { rows } = await db.query(`SELECT version FROM ${schema}.tally_migrations`);
-    expect(rows.map((r) => r.version)).toEqual([1]);
+    expect(rows.map((r) => r.version).sort()).toEqual([1, 2]);
     const tables = await db.query<{ tablename: string }>(
       'SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY tablename',
       [schema],
@@ -118,6 +118,7 @@ describe('postgres store', () => {
       'tally_keys',
       'tally_migrations',
       'tally_namespaces',
+      'tally_visitors',
       'tally_writers',
     ]);
     const index = await db.query(
@@ -131,7 +132,7 @@ describe('postgres store', () => {
     expect(
       (await db.query(`SELECT count(*)::int AS n FROM ${schema}.tally_migrations`)).rows[0],
     ).toEqual({
-      n: 1,
+      n: 2,
     });
   });
 

@@ -196,10 +196,11 @@ export async function counterRoutes(
       { schema: { response: { 200: valueReply } }, config: { cors: true } },
       async (request) => {
         const name = family.name(request.params);
-        const reading = await counters.get(name, parseConsistency(request.query));
+        const consistency = parseConsistency(request.query);
+        const reading = await counters.get(name, consistency);
         const answer = family.valued(name, reading.value);
         if (reading.stale === true) answer.stale = true;
-        if (counters.countsUniques) answer.uniques = await counters.uniques(name);
+        if (counters.countsUniques) answer.uniques = await counters.uniques(name, consistency);
         return answer;
       },
     );

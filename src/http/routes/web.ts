@@ -1,6 +1,7 @@
 /** @module http/routes/web — the click page, the dashboard and their static assets, served from memory. */
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { counterName, isValidName } from '../../domain.js';
 import { TallyError } from '../../errors.js';
@@ -51,6 +52,12 @@ const TYPES: Record<string, string> = {
   webmanifest: 'application/manifest+json',
 };
 const HTML = 'text/html; charset=utf-8';
+/** Assets taken from dependencies: served name → module path. */
+const VENDOR_ASSETS = [
+  ['uplot.js', 'uplot/dist/uPlot.iife.min.js'],
+  ['uplot.css', 'uplot/dist/uPlot.min.css'],
+] as const;
+const requireFrom = createRequire(import.meta.url).resolve;
 /** Templates are pages, never assets. */
 const TEMPLATES = ['counter.html', 'dashboard.html', 'embed.html', 'not-found.html'] as const;
 type Template = (typeof TEMPLATES)[number];
@@ -248,6 +255,13 @@ async function loadFolder(
   }
   for (const t of TEMPLATES) {
     if (templates[t] === undefined) throw new Error(`web page template missing: ${t} in ${dir}`);
+  }
+  // The charting library, from the installed package: served by Tally, no CDN.
+  for (const [file, path] of VENDOR_ASSETS) {
+    const body = await readFile(requireFrom(path));
+    const version = hash(body);
+    const type = TYPES[file.slice(file.lastIndexOf('.') + 1)] as string;
+    assets.set(file, { body, type, etag: `"${version}"`, version });
   }
   return { assets, templates: templates as Record<Template, string> };
 }
