@@ -112,6 +112,31 @@ export function judgeTargets(r: Omit<Results, 'targets'>, wal: boolean | null): 
         badge.vsCeiling === null || badge.vsCeiling === undefined ? null : badge.vsCeiling >= 0.8,
     });
   }
+  // History (issue 14): every batch also writes the minute, hour and day buckets of its
+  // counters; always on, so the headline eventual row carries its cost.
+  const withHistory =
+    rows.find((x) => x.id === 'sqlite-accumulate-wal-eventual') ??
+    rows.find((x) => x.id === 'sqlite-accumulate-eventual');
+  if (withHistory?.vsCeiling) {
+    out.push({
+      name: 'eventual increments, history buckets in every batch, vs ceiling',
+      goal: '≥ 0.90 × ceiling',
+      measured: fmtRatio(withHistory.vsCeiling),
+      met: withHistory.vsCeiling >= 0.9,
+    });
+  }
+  // Unique visitors (issue 14): a hash per request, one PFADD-like add per counter per flush.
+  const uniques = rows.find((x) => x.id.endsWith('-uniques-eventual'));
+  const plainRow =
+    uniques && rows.find((x) => x.id === uniques.id.replace('-uniques-eventual', '-eventual'));
+  if (uniques?.vsCeiling) {
+    out.push({
+      name: 'eventual increments with unique visitors on vs ceiling',
+      goal: '≥ 0.90 × ceiling',
+      measured: `${fmtRatio(uniques.vsCeiling)}${plainRow?.vsCeiling ? ` (${fmtRatio(uniques.vsCeiling / plainRow.vsCeiling)} of the same without)` : ''}`,
+      met: uniques.vsCeiling >= 0.9,
+    });
+  }
   // PostgreSQL (issue 16): eventual increments against the ceiling, and store round trips.
   const onPostgres = rows.find((x) => x.store === 'postgres' && x.kind === 'eventual');
   if (onPostgres !== undefined) {

@@ -25,6 +25,8 @@ interface Variant {
   readonly waitReplicas?: 0 | 1;
   /** TALLY_RATE_LIMIT on, far above the load: what checking it costs (issue 13). */
   readonly rateLimited?: boolean;
+  /** TALLY_UNIQUES on: every increment also hashes its visitor (issue 14). */
+  readonly uniques?: boolean;
 }
 
 interface Plan {
@@ -92,6 +94,13 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
     wal: defaultWal,
     rateLimited: true,
   };
+  const counted: Variant = {
+    id: `sqlite-accumulate${walId(defaultWal)}-uniques`,
+    store: 'sqlite',
+    aggregator: 'accumulate',
+    wal: defaultWal,
+    uniques: true,
+  };
 
   // PostgreSQL (issue 16): the default design on a database of the bench's own, when the
   // machine's server answers; a bench without one reports the rows as not measured.
@@ -115,7 +124,13 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
     services.push(primary);
     services.push(await startRedis(primary));
     const redisOf = (v: Variant): Service => (v.waitReplicas === undefined ? ctx.redis : primary);
-    for (const v of [...variants, ...replicated, limited, ...(onPostgres ? [onPostgres] : [])]) {
+    for (const v of [
+      ...variants,
+      ...replicated,
+      limited,
+      counted,
+      ...(onPostgres ? [onPostgres] : []),
+    ]) {
       ctx.log(`starting tally ${v.id}`);
       const server = await startTally({
         name: v.id,
@@ -130,6 +145,7 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
             : { TALLY_REDIS_WAIT_REPLICAS: String(v.waitReplicas) }),
           // One client (the generator) at any rate: the limit is checked, never reached.
           ...(v.rateLimited ? { TALLY_RATE_LIMIT: '999999999/1' } : {}),
+          ...(v.uniques ? { TALLY_UNIQUES: 'true' } : {}),
           ...walEnv(ctx, v.wal),
         },
         ...ctx.spawn(v.id),
@@ -202,6 +218,22 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
     for (const v of variants) if (v.wal === defaultWal) plans.push(tallyPlan(v, 'strong'));
     for (const v of replicated) plans.push(tallyPlan(v, 'eventual'), tallyPlan(v, 'strong'));
     plans.push(tallyPlan(limited, 'eventual'));
+    {
+      // Unique counting: each request a visitor of its own (its own User-Agent), so every flush
+      // carries a hash per counter as well as the deltas.
+      const plan = tallyPlan(counted, 'eventual');
+      plans.push({
+        ...plan,
+        target: {
+          ...plan.target,
+          requests: plan.target.requests.map((r, i) => ({
+            ...r,
+            headers: { ...r.headers, 'user-agent': `bench-visitor/${i}` },
+          })),
+        },
+        row: { ...plan.row, label: `${plan.row.label} · unique visitors on` },
+      });
+    }
     if (onPostgres !== undefined) {
       plans.push(tallyPlan(onPostgres, 'eventual'), tallyPlan(onPostgres, 'strong'));
     }
@@ -345,6 +377,7 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
       `redis-accumulate${walId(defaultWal)}-eventual`,
       // Public hits with the rate limit on have a goal of their own (issue 13), as badges (14).
       `${limited.id}-eventual`,
+      `${counted.id}-eventual`,
       `sqlite-accumulate${walId(defaultWal)}-badge`,
       'express-incr',
       'fastify-incr',

@@ -37,6 +37,31 @@ describe('frames', () => {
 });
 
 describe('write-ahead log', () => {
+  it('keeps the time a batch was cut, so a replay adds to the same history buckets', async () => {
+    const d = dir();
+    const wal = await WriteAheadLog.open({ dir: d, writer: 'i', fsync: 'never' });
+    const cut = Date.UTC(2026, 0, 5, 8, 30);
+    await wal.append('a', 2);
+    await wal.seal(1, 1, cut);
+    await wal.append('a', 3); // never cut: replayed now, under the next seq
+    const seen: Batch[] = [];
+    const store = new MemoryStore();
+    const recording = Object.assign(Object.create(store) as MemoryStore, {
+      applyBatch: (b: Batch) => {
+        seen.push(b);
+        return store.applyBatch(b);
+      },
+    });
+    const before = Date.now();
+    await recoverLog(d, recording, 'i');
+    expect(seen.map((b) => [b.seq, b.at])).toEqual([
+      [1, cut],
+      [2, expect.any(Number)],
+    ]);
+    expect(seen[1]?.at).toBeGreaterThanOrEqual(before);
+    expect(await store.get('a')).toBe(5);
+  });
+
   it('logs increments and markers, and recovery applies each batch exactly once', async () => {
     const d = dir();
     const wal = await WriteAheadLog.open({ dir: d, writer: 'i', fsync: 'never' });
