@@ -262,6 +262,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     });
     const compat: CompatOptions = {
       renderer,
+      clientOf,
       counters,
       access,
       cors,

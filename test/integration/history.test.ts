@@ -196,6 +196,22 @@ describe('unique visitors', () => {
     expect(await flushed(t, '/api/v1/namespaces/blog/counters/other')).toBe(2);
   });
 
+  it('counts visitors of the CountAPI and Abacus hit routes too', async () => {
+    const t = await make({ uniques: true });
+    for (const v of [...visitors, ...visitors]) {
+      const countapi = await get(t, '/countapi/hit/site/home', { 'user-agent': v.ua }, v.remote);
+      expect(countapi.statusCode).toBe(200);
+      const abacus = await get(t, '/abacus/hit/site/about', { 'user-agent': v.ua }, v.remote);
+      expect(abacus.statusCode).toBe(200);
+    }
+    for (const key of ['home', 'about']) {
+      const reading = (
+        await get(t, `/api/v1/namespaces/site/counters/${key}?consistency=strong`)
+      ).json();
+      expect(reading, key).toMatchObject({ value: 6, uniques: { total: 3, today: 3 } });
+    }
+  });
+
   it('keeps no raw address or User-Agent in the store', async () => {
     const t = await make({ uniques: true });
     await hit(t, '/api/v1/counters/page', 1, { 'user-agent': 'Secret-UA/1.0' }, '10.9.8.7');

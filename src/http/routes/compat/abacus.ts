@@ -77,11 +77,15 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
 
   /** What `hit` and `get` do, for their JSON and their badge routes alike. */
   const values = {
-    hit: (name: string): Promise<number> => {
+    hit: async (name: string, request: Req): Promise<number> => {
       commands.hit++;
-      return counters.increment(name, 1, 'eventual');
+      const value = await counters.increment(name, 1, 'eventual');
+      if (counters.countsUniques) {
+        counters.visit(name, opts.clientOf(request), request.headers['user-agent']);
+      }
+      return value;
     },
-    get: async (name: string): Promise<number> => {
+    get: async (name: string, _request: Req): Promise<number> => {
       commands.get++;
       const found = await counters.describe(name);
       if (found === undefined) throw new CompatError(404, 'Key not found');
@@ -96,7 +100,7 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
     async (request, reply) => {
       limiter?.take(request);
       const path = pathOf(request);
-      return maybeJsonp(request, reply, { value: await values.hit(path.name) });
+      return maybeJsonp(request, reply, { value: await values.hit(path.name, request) });
     },
     false,
   );
@@ -106,7 +110,7 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
     'get',
     async (request, reply) => {
       const path = pathOf(request);
-      return maybeJsonp(request, reply, { value: await values.get(path.name) });
+      return maybeJsonp(request, reply, { value: await values.get(path.name, request) });
     },
     false,
   );
@@ -234,7 +238,7 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
           if (op === 'hit') limiter?.take(request);
           const path = pathOf(request);
           const look = shieldLook(request.query);
-          const value = await values[op](path.name);
+          const value = await values[op](path.name, request);
           return sendBadge(reply, opts.renderer, look, String(value), 'svg');
         } catch (err) {
           // Abacus's own errors (a bad key, a missing counter) answer as Abacus does, in JSON;

@@ -75,6 +75,9 @@ export async function countapiRoutes(app: FastifyInstance, opts: CompatOptions):
     limiter?.take(request);
     const path = pathOf(request);
     const value = await counters.increment(path.name, 1, 'eventual');
+    if (counters.countsUniques) {
+      counters.visit(path.name, opts.clientOf(request), request.headers['user-agent']);
+    }
     stats.updated++;
     return answer(request, reply, 200, { value }, path);
   });

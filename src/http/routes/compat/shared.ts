@@ -6,7 +6,7 @@ import type { Access } from '../../access.js';
 import type { BadgeRenderer } from '../../badges.js';
 import type { CorsPolicy } from '../../cors.js';
 import { toTallyError } from '../../errors.js';
-import type { ClientLimiter } from '../../rate-limit.js';
+import type { ClientLimiter, LimitedRequest } from '../../rate-limit.js';
 import type { StreamSlots } from '../../stream-slots.js';
 
 /** What both compatibility layers are given. */
@@ -25,6 +25,8 @@ export interface CompatOptions {
   readonly createLimiter?: ClientLimiter;
   /** Draws Abacus's `/shield` badges, as Tally's own. */
   readonly renderer: BadgeRenderer;
+  /** The client address a hit counts for (unique visitors). */
+  readonly clientOf: (request: LimitedRequest) => string;
 }
 
 /** A request to a route naming a counter: `/op/:key` or `/op/:ns/:key`. */
