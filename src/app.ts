@@ -14,6 +14,7 @@ import { TallyError } from './errors.js';
 import { Access, publicWritesFor } from './http/access.js';
 import { BadgeRenderer } from './http/badges.js';
 import { CorsPolicy } from './http/cors.js';
+import type { NotFoundOptions } from './http/errors.js';
 import { IdempotencyKeys } from './http/idempotency.js';
 import {
   AUTO_CREATE_LIMIT,
@@ -204,7 +205,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       counters.settings,
       publicWritesFor(config.publicWrites, config.host, config.trustProxy),
     );
-    const app = createHttpServer(config, logger, metrics, cors);
+    const pages: { notFound?: NotFoundOptions } = {};
+    const app = createHttpServer(config, logger, metrics, cors, pages);
     app.addHook('preClose', async () => {
       for (const s of streams) s.end();
     });
@@ -280,6 +282,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     if (config.compatRoot === 'countapi') await app.register(countapiRoutes, compat);
     if (config.compatRoot === 'abacus') await app.register(abacusRoutes, compat);
     await app.register(webRoutes, {
+      ...(pages.notFound === undefined ? {} : { notFound: pages.notFound }),
       flushIntervalMs: config.flushIntervalMs,
       frameAncestors: config.frameAncestors,
     });

@@ -45,6 +45,7 @@ export const ERRORS = {
   },
   FORBIDDEN: { status: 403, message: 'This key does not cover this counter' },
   NOT_FOUND: { status: 404, message: 'No such route' },
+  METHOD_NOT_ALLOWED: { status: 405, message: 'This route does not answer that method' },
   COUNTER_NOT_FOUND: { status: 404, message: 'No such counter' },
   COUNTER_EXISTS: { status: 409, message: 'The counter exists already' },
   NAMESPACE_TAKEN: { status: 409, message: 'The namespace is claimed already' },

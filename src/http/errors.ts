@@ -37,15 +37,25 @@ export function sendError(
   if (err.retryAfterS !== undefined) reply.header('retry-after', String(err.retryAfterS));
   if (err.headers !== undefined) reply.headers(err.headers);
   if (err.code === 'UNAUTHORIZED') reply.header('www-authenticate', 'Bearer');
+  reply.header('x-request-id', request.id);
   return reply.code(err.status).send({
     error: { code: err.code, message: err.message, requestId: request.id },
   });
+}
+
+/** What the not-found handler needs to know beyond the error: the routes, and the HTML page. */
+export interface NotFoundOptions {
+  /** The methods some route answers for this path (empty when no route matches it). */
+  allowed(path: string): string[];
+  /** The browser's 404 page for this path and its headers; set once the web routes load. */
+  html?: (path: string) => { body: Buffer; headers: Record<string, string> };
 }
 
 export function registerErrorHandling(
   app: FastifyInstance,
   logger: Logger,
   metrics: Pick<Metrics, 'countRequest'>,
+  notFound: NotFoundOptions = { allowed: () => [] },
 ): void {
   app.setErrorHandler((raw, request, reply) => {
     const err = toTallyError(raw);
@@ -66,10 +76,37 @@ export function registerErrorHandling(
     return sendError(err, request, reply);
   });
   app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?', 1)[0] ?? '/';
+    const allowed = notFound.allowed(path);
     // No route, so no route's request counter (src/http/server.ts): counted here.
+    if (allowed.length > 0) {
+      metrics.countRequest(undefined, request.method, 405);
+      reply.header('allow', allowed.join(', '));
+      return sendError(new TallyError('METHOD_NOT_ALLOWED'), request, reply);
+    }
     metrics.countRequest(undefined, request.method, 404);
+    const html = notFound.html;
+    if (html !== undefined && wantsHtml(request)) {
+      const page = html(path);
+      return reply
+        .code(404)
+        .headers(page.headers)
+        .header('x-request-id', request.id)
+        .header('cache-control', 'no-store')
+        .type('text/html; charset=utf-8')
+        .send(page.body);
+    }
     return sendError(new TallyError('NOT_FOUND'), request, reply);
   });
+}
+
+/** A browser navigating (Accept names text/html before JSON), not an API client. */
+function wantsHtml(request: FastifyRequest): boolean {
+  const accept = request.headers.accept;
+  if (typeof accept !== 'string') return false;
+  const html = accept.indexOf('text/html');
+  const json = accept.indexOf('application/json');
+  return html >= 0 && (json < 0 || html < json);
 }
 
 /** Node's parser errors that have their own answer; anything else it rejects is BAD_REQUEST. */

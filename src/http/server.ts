@@ -16,7 +16,7 @@ import { TallyError } from '../errors.js';
 import { type Logger, requestLog } from '../obs/logger.js';
 import { countStatus, type Metrics } from '../obs/metrics.js';
 import type { CorsPolicy } from './cors.js';
-import { answerClientError, registerErrorHandling } from './errors.js';
+import { answerClientError, type NotFoundOptions, registerErrorHandling } from './errors.js';
 
 /** Builds the server for one instance. */
 export function createHttpServer(
@@ -24,6 +24,8 @@ export function createHttpServer(
   logger: Logger,
   metrics: Metrics,
   cors: CorsPolicy,
+  /** Receives the not-found options, so the web routes can add the browser's 404 page. */
+  pages: { notFound?: NotFoundOptions } = {},
 ): FastifyInstance {
   const app: FastifyInstance = Fastify({
     // No logger, and no child logger factory. Given a logger, Fastify listens for the end of every
@@ -68,7 +70,29 @@ export function createHttpServer(
     }
   });
 
-  registerErrorHandling(app, logger, metrics);
+  // Every route's path as a pattern, so a known path asked with another method answers 405.
+  const patterns = new Map<string, { re: RegExp; methods: Set<string> }>();
+  const notFound: NotFoundOptions = {
+    allowed: (path) => {
+      const methods = new Set<string>();
+      for (const { re, methods: m } of patterns.values()) {
+        if (re.test(path)) for (const method of m) methods.add(method);
+      }
+      return [...methods].sort();
+    },
+  };
+  pages.notFound = notFound;
+  registerErrorHandling(app, logger, metrics, notFound);
+  app.addHook('onRoute', (route) => {
+    let entry = patterns.get(route.url);
+    if (entry === undefined) {
+      entry = { re: routePattern(route.url), methods: new Set() };
+      patterns.set(route.url, entry);
+    }
+    for (const method of Array.isArray(route.method) ? route.method : [route.method]) {
+      entry.methods.add(method);
+    }
+  });
   // Every route counts its replies in an onSend hook of its own, which knows the route's pattern
   // from when it was added: `request.routeOptions` builds a 12-field object per call. Every reply
   // of a route passes onSend with its final status, errors included; a hijacked one (a live
@@ -83,6 +107,7 @@ export function createHttpServer(
       route.config?.cors === true
         ? (request, reply, payload, done) => {
             countStatus(counts, request.method, reply.statusCode);
+            reply.header('x-request-id', request.id);
             const origin = request.headers.origin;
             if (origin !== undefined)
               cors.apply(origin, (name, value) => reply.header(name, value));
@@ -90,6 +115,7 @@ export function createHttpServer(
           }
         : (request, reply, payload, done) => {
             countStatus(counts, request.method, reply.statusCode);
+            reply.header('x-request-id', request.id);
             done(null, payload);
           };
     const own = route.onSend;
@@ -112,6 +138,21 @@ export function createHttpServer(
     });
   }
   return app;
+}
+
+/** A route path (`/a/:b/c`, `/assets/*`) as a regular expression over request paths. */
+function routePattern(url: string): RegExp {
+  const body = url
+    .split('/')
+    .map((part) =>
+      part.startsWith(':')
+        ? '[^/]+'
+        : part === '*'
+          ? '.*'
+          : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'),
+    )
+    .join('/');
+  return new RegExp(`^${body}$`);
 }
 
 /** Request ids: a random per-process prefix and a counter, unique without a random draw each. */

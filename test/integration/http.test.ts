@@ -277,7 +277,7 @@ describe('bad input: 4xx with a stable code, nothing changes', () => {
       'empty batch',
       { url: '/api/v1/increments', payload: '{"increments":[]}' },
       400,
-      'BATCH_TOO_LARGE',
+      'INVALID_BODY',
     ],
     [
       'batch of 1001',

@@ -7,6 +7,7 @@ import {
   counterName,
   DEFAULT_NAMESPACE,
   type Increment,
+  isDefaultKey,
   MAX_BATCH_ITEMS,
   parseCounterRef,
   splitName,
@@ -14,6 +15,7 @@ import {
 import { TallyError } from '../../errors.js';
 import { type Logger, requestLog } from '../../obs/logger.js';
 import type { Metrics } from '../../obs/metrics.js';
+import { decodeCursor, encodeCursor } from '../../store/interface.js';
 import { type Access, bearerOf } from '../access.js';
 import type { CorsPolicy } from '../cors.js';
 import { type IdempotencyKeys, parseIdempotencyKey, type SavedAnswer } from '../idempotency.js';
@@ -443,7 +445,14 @@ function parsePage(q: Record<string, unknown>): { limit: number; cursor?: string
   }
   const cursor = q.cursor;
   if (cursor === undefined) return { limit };
-  if (typeof cursor !== 'string' || !/^[A-Za-z0-9_-]{0,300}$/.test(cursor)) {
+  // Ours: the base64url of a stored counter name, exactly as encodeCursor writes it.
+  const name =
+    typeof cursor === 'string' && /^[A-Za-z0-9_-]{0,300}$/.test(cursor)
+      ? decodeCursor(cursor)
+      : undefined;
+  if (cursor === '') return { limit };
+  const stored = name !== undefined && (parseCounterRef(name) === name || isDefaultKey(name));
+  if (!stored || encodeCursor(name) !== cursor) {
     throw new TallyError('INVALID_QUERY', '"cursor" is not a cursor this API returned');
   }
   return { limit, cursor };
@@ -458,7 +467,10 @@ function parseConsistency(query: Record<string, unknown>): Consistency {
 
 function parseBatch(raw: unknown): Increment[] {
   if (!Array.isArray(raw)) throw new TallyError('INVALID_BODY', '"increments" must be an array');
-  if (raw.length < 1 || raw.length > MAX_BATCH_ITEMS) throw new TallyError('BATCH_TOO_LARGE');
+  if (raw.length === 0) {
+    throw new TallyError('INVALID_BODY', '"increments" must hold at least one increment');
+  }
+  if (raw.length > MAX_BATCH_ITEMS) throw new TallyError('BATCH_TOO_LARGE');
   const items: Increment[] = new Array(raw.length);
   for (let i = 0; i < raw.length; i++) {
     try {

@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { counterName, isValidName } from '../../domain.js';
 import { TallyError } from '../../errors.js';
+import type { NotFoundOptions } from '../errors.js';
 import { assertKey, assertPart } from '../parse.js';
 
 export interface WebRoutesOptions {
@@ -26,6 +27,8 @@ export interface WebRoutesOptions {
    * there, so the package carries its pages) or src/web/ when run from source
    */
   readonly assetsDir?: URL;
+  /** The not-found handler's options: the web routes add the browser's 404 page to them. */
+  readonly notFound?: NotFoundOptions;
 }
 
 /** One file under /assets/, held in memory. */
@@ -59,7 +62,13 @@ const VENDOR_ASSETS = [
 ] as const;
 const requireFrom = createRequire(import.meta.url).resolve;
 /** Templates are pages, never assets. */
-const TEMPLATES = ['counter.html', 'dashboard.html', 'embed.html', 'not-found.html'] as const;
+const TEMPLATES = [
+  'counter.html',
+  'dashboard.html',
+  'embed.html',
+  'not-found.html',
+  'missing.html',
+] as const;
 type Template = (typeof TEMPLATES)[number];
 
 // Everything the pages load comes from this origin; no inline script or style is needed.
@@ -108,6 +117,21 @@ export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): P
   const home = render('counter.html', counterVars(defaultCounter));
   const dashboard = render('dashboard.html', {});
   render('not-found.html', { what: 'x' });
+  render('missing.html', { what: 'x' });
+  // Unknown paths asked for by a browser get a page, not JSON (http/errors.ts decides).
+  if (opts.notFound !== undefined) {
+    opts.notFound.html = (path) => {
+      const what = path.length > 80 ? `${path.slice(0, 80)}…` : path;
+      return { body: render('missing.html', { what }).body, headers: PAGE_HEADERS };
+    };
+  }
+  // Browsers ask for /favicon.ico whatever the page links: send them to the SVG.
+  app.get('/favicon.ico', async (_request, reply) =>
+    reply
+      .code(301)
+      .header('cache-control', 'public, max-age=86400')
+      .redirect(`/assets/favicon.svg?v=${(assets.get('favicon.svg') as Asset).version}`, 301),
+  );
   // A page per counter is a few KB; keep the recently asked-for ones rather than re-render.
   // Rendered counter and embed pages, by template and counter (bounded: a full cache starts over).
   const pages = new Map<string, Page>();
