@@ -6,9 +6,11 @@ import { type ImportFlags, importCommand } from './cli/import.js';
 import { ConfigError, type ConfigInput, loadConfig, SETTINGS } from './config.js';
 import { StartRefusedError } from './errors.js';
 import { serve } from './serve.js';
+import { VERSION } from './version.js';
 
 const program = new Command('tally')
   .description('Tally: a high-throughput counter service')
+  .version(VERSION, '-V, --version', 'print the version')
   .showHelpAfterError();
 
 const serveCmd = program
