@@ -174,6 +174,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       changed,
       bus?.flushSiblings?.bind(bus),
       visitors,
+      bus?.siblingsUnsent?.bind(bus),
     );
     const keys = new IdempotencyKeys(store, {
       ttlMs: config.idempotencyTtlMs,

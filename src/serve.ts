@@ -28,13 +28,21 @@ type ClusterMessage =
   // … the primary asks each sibling, which answers; then the primary answers the asker.
   | { tally: 'flush-request'; key: string }
   | { tally: 'flush-done'; key: string; error?: string }
-  | { tally: 'flushed'; id: number; error?: string };
+  | { tally: 'flushed'; id: number; error?: string }
+  // A worker asks what its siblings acknowledged for a counter and have not sent yet …
+  | { tally: 'unsent'; id: number; name: string }
+  // … the primary asks each sibling, sums their answers and answers the asker.
+  | { tally: 'unsent-request'; key: string; name: string }
+  | { tally: 'unsent-done'; key: string; delta: number }
+  | { tally: 'unsent-sum'; id: number; delta: number };
 
 /** Locks this process holds for its lifetime (kept referenced). */
 const heldLocks: Array<{ release(): void }> = [];
 
 /** Longest a sibling flush may take before the asker gets an error, in ms. */
 const FLUSH_TIMEOUT_MS = 10_000;
+/** Longest an eventual read waits for its siblings' unsent deltas; the late ones count as 0. */
+const UNSENT_TIMEOUT_MS = 200;
 
 /**
  * Serves with the configured number of processes. One process is plain `runServer`. With more,
@@ -118,6 +126,35 @@ function runPrimary(config: Config, count: number): void {
     endFlush(key);
   };
 
+  // Unsent-delta questions in progress, by `<asker>:<id>`: answered with what came in time.
+  const questions = new Map<
+    string,
+    { asker: number; id: number; waiting: Set<number>; sum: number; timer: NodeJS.Timeout }
+  >();
+  const endQuestion = (key: string, force = false) => {
+    const q = questions.get(key);
+    if (q === undefined || (q.waiting.size > 0 && !force)) return;
+    questions.delete(key);
+    clearTimeout(q.timer);
+    const asker = byIndex.get(q.asker);
+    if (asker?.isConnected()) {
+      asker.send({ tally: 'unsent-sum', id: q.id, delta: q.sum } satisfies ClusterMessage);
+    }
+  };
+  const startQuestion = (asker: number, id: number, name: string) => {
+    const key = `${asker}:${id}`;
+    const waiting = new Set<number>();
+    for (const [i, worker] of byIndex) {
+      if (i === asker || !worker.isConnected()) continue;
+      waiting.add(i);
+      worker.send({ tally: 'unsent-request', key, name } satisfies ClusterMessage);
+    }
+    const timer = setTimeout(() => endQuestion(key, true), UNSENT_TIMEOUT_MS);
+    timer.unref();
+    questions.set(key, { asker, id, waiting, sum: 0, timer });
+    endQuestion(key);
+  };
+
   const fork = (index: number) => {
     const worker = cluster.fork({ [WORKER_ENV]: String(index) });
     byIndex.set(index, worker);
@@ -133,6 +170,14 @@ function runPrimary(config: Config, count: number): void {
         for (const [i, other] of byIndex) if (i !== index && other.isConnected()) other.send(msg);
       } else if (msg?.tally === 'flush') {
         startFlush(index, msg.id);
+      } else if (msg?.tally === 'unsent') {
+        startQuestion(index, msg.id, msg.name);
+      } else if (msg?.tally === 'unsent-done') {
+        const q = questions.get(msg.key);
+        if (q?.waiting.delete(index)) {
+          if (Number.isSafeInteger(msg.delta)) q.sum += msg.delta;
+          endQuestion(msg.key);
+        }
       } else if (msg?.tally === 'flush-done') {
         const flush = flushes.get(msg.key);
         if (flush?.waiting.delete(index)) {
@@ -150,6 +195,7 @@ function runPrimary(config: Config, count: number): void {
           endFlush(key);
         }
       }
+      for (const [key, q] of questions) if (q.waiting.delete(index)) endQuestion(key);
       const wasReady = urls.delete(index);
       if (stopping) {
         // One still starting had acknowledged nothing; our signal may beat its handlers.
@@ -240,6 +286,8 @@ function ipcBus(index: number, relay: boolean): SiblingBus {
   const asked = new Map<number, (err?: Error) => void>();
   let nextId = 0;
   let flushSelf: (() => Promise<void>) | undefined;
+  let unsentSelf: ((name: string) => number) | undefined;
+  const questions = new Map<number, (delta: number) => void>();
   const send = (msg: ClusterMessage): boolean => {
     if (process.send === undefined || !process.connected) return false;
     process.send(msg, undefined, undefined, () => undefined);
@@ -259,6 +307,10 @@ function ipcBus(index: number, relay: boolean): SiblingBus {
       );
     } else if (msg?.tally === 'flushed') {
       asked.get(msg.id)?.(msg.error === undefined ? undefined : new Error(msg.error));
+    } else if (msg?.tally === 'unsent-request') {
+      send({ tally: 'unsent-done', key: msg.key, delta: unsentSelf?.(msg.name) ?? 0 });
+    } else if (msg?.tally === 'unsent-sum') {
+      questions.get(msg.id)?.(msg.delta);
     }
   });
   return {
@@ -291,6 +343,26 @@ function ipcBus(index: number, relay: boolean): SiblingBus {
       flushSelf = flush;
       return () => {
         flushSelf = undefined;
+      };
+    },
+    siblingsUnsent(name) {
+      return new Promise<number>((resolve) => {
+        const id = ++nextId;
+        const settle = (delta: number) => {
+          clearTimeout(timer);
+          questions.delete(id);
+          resolve(delta);
+        };
+        // The primary answers within UNSENT_TIMEOUT_MS; this only covers a primary gone quiet.
+        const timer = setTimeout(() => settle(0), UNSENT_TIMEOUT_MS + 300);
+        questions.set(id, settle);
+        if (!send({ tally: 'unsent', id, name })) settle(0);
+      });
+    },
+    serveUnsent(unsent) {
+      unsentSelf = unsent;
+      return () => {
+        unsentSelf = undefined;
       };
     },
   };

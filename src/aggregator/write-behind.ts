@@ -489,6 +489,17 @@ export abstract class WriteBehindAggregator {
     return value;
   }
 
+  /**
+   * Acknowledged deltas of a counter not yet sent to the store (pending and cut off; not the
+   * batch in flight, which the store may already hold). What a sibling worker adds to its own
+   * eventual read: it can only make a read lag, never count a delta twice.
+   */
+  unsent(name: string): number {
+    let value = this.pendingDelta(name);
+    if (this.sealedCounters > 0) value += this.sealedDeltas.get(name) ?? 0;
+    return value;
+  }
+
   /** True when a stored value for this counter is known, so `estimate` needs no read. */
   knows(name: string): boolean {
     return this.known.has(name);

@@ -36,9 +36,11 @@ export function followChanges(
   };
   const unbus = bus?.subscribe(fromSiblings);
   const unserve = bus?.serveFlush?.(() => aggregator.waitDurable());
+  const unserveUnsent = bus?.serveUnsent?.((name) => aggregator.unsent(name));
   return () => {
     unwatch?.();
     unbus?.();
     unserve?.();
+    unserveUnsent?.();
   };
 }

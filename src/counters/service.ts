@@ -70,6 +70,8 @@ export class CounterService {
     private readonly siblings?: () => Promise<void>,
     /** Unique visitor counting, when on (TALLY_UNIQUES). */
     private readonly visitors?: Visitors,
+    /** What sibling workers acknowledged for a counter and have not sent to the store yet. */
+    private readonly siblingsUnsent?: (name: string) => Promise<number>,
   ) {
     this.settings = new SettingsCache(store);
   }
@@ -142,7 +144,10 @@ export class CounterService {
       if (!this.aggregator.knows(name)) throw err;
       return { name, value: this.aggregator.estimate(name), stale: true };
     }
-    return { name, value: this.aggregator.estimate(name) };
+    // Asked after the store read: a delta a sibling sends meanwhile is then missing from both
+    // (the read lags), never in both.
+    const siblings = this.siblingsUnsent === undefined ? 0 : await this.siblingsUnsent(name);
+    return { name, value: this.aggregator.estimate(name) + siblings };
   }
 
   /** Overwrites a counter; increments accepted before apply first, later ones after. */

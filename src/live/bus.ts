@@ -15,4 +15,12 @@ export interface SiblingBus {
   flushSiblings?(): Promise<void>;
   /** Answers siblings' `flushSiblings` with this process's flush; returns an unsubscribe. */
   serveFlush?(flush: () => Promise<void>): () => void;
+  /**
+   * The sum of what every sibling acknowledged for a counter and has not sent to the store yet,
+   * so an eventual read on one worker includes the others' increments of a moment ago. Resolves
+   * with what answered in time (0 without siblings).
+   */
+  siblingsUnsent?(name: string): Promise<number>;
+  /** Answers siblings' `siblingsUnsent` with this process's unsent delta; returns unsubscribe. */
+  serveUnsent?(unsent: (name: string) => number): () => void;
 }

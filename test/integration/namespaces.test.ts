@@ -442,7 +442,10 @@ describe('the default namespace', () => {
       key: created.admin_key,
     });
     expect(put.json()).toEqual({ name: 'hello', value: 1 });
-    refused(await call(t, 'POST', '/api/v1/counters/hello', { body: {} }), 404, 'NOT_FOUND');
+    // Creating is namespaced only: the flat path answers the methods it has.
+    const post = await call(t, 'POST', '/api/v1/counters/hello', { body: {} });
+    refused(post, 405, 'METHOD_NOT_ALLOWED');
+    expect(post.headers.allow).toBe('DELETE, GET, HEAD, OPTIONS, PUT');
     expect(await value(t, 'default', 'hello')).toBe(1);
     // A flat name cannot reach into a namespace.
     refused(await call(t, 'GET', '/api/v1/counters/blog%2Fvisits'), 400, 'INVALID_NAME');

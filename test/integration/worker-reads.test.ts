@@ -1,0 +1,55 @@
+// The Quick start's own example under `tally serve`'s default of several workers: an increment,
+// then a read, each on a new connection (so they land on different workers), right away. The
+// read on the other worker must include what its sibling acknowledged a moment ago, not show
+// the value from before it (it did: 1 then 0, five times out of five).
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ServerProcess, startServer } from '../helpers/server-process.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const dir = tempDir('tally-worker-reads');
+let server: ServerProcess;
+
+beforeAll(async () => {
+  server = await startServer(
+    {
+      TALLY_WORKERS: '2',
+      TALLY_DATA_DIR: join(dir.path, 'data'),
+      TALLY_SQLITE_PATH: join(dir.path, 'tally.db'),
+      // A long flush interval: without the siblings' answer every read would be stale.
+      TALLY_FLUSH_INTERVAL_MS: '2000',
+    },
+    30_000,
+  );
+});
+
+afterAll(async () => {
+  await server?.stop('SIGTERM');
+  dir.remove();
+});
+
+/** One request on a connection of its own: the cluster hands connections out in turn. */
+function once(method: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${server.url}${path}`, { method, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('eventual reads across the workers of one tally serve', () => {
+  it('include what the sibling acknowledged and has not flushed yet', async () => {
+    for (let i = 1; i <= 10; i++) {
+      const inc = await once('POST', '/api/v1/counters/quick/increment');
+      expect(inc.status).toBe(202);
+      const read = await once('GET', '/api/v1/counters/quick');
+      expect(JSON.parse(read.body), `round ${i}`).toEqual({ name: 'quick', value: i });
+    }
+  });
+});
