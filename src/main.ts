@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 /** @module main — the `tally` command: `serve` runs the server, the rest are HTTP clients. */
+import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { ClientError, call, counterPath } from './cli/client.js';
 import { type ImportFlags, importCommand } from './cli/import.js';
+import { backupSqlite, doctor, installService } from './cli/ops.js';
 import { ConfigError, type ConfigInput, loadConfig, SETTINGS } from './config.js';
 import { StartRefusedError } from './errors.js';
 import { serve } from './serve.js';
@@ -42,6 +44,8 @@ serveCmd.action(async (flags: Record<string, string>) => {
   }
 });
 
+const jsonOption = ['--json', 'print the answer as JSON'] as const;
+
 const urlOption = [
   '--url <url>',
   'server URL',
@@ -53,11 +57,12 @@ program
   .description('print a counter value')
   .option(...urlOption)
   .option('--strong', 'flush the server’s pending increments first')
-  .action((name: string, o: { url: string; strong?: boolean }) =>
-    run(async () => {
+  .option(...jsonOption)
+  .action((name: string, o: { url: string; strong?: boolean; json?: boolean }) =>
+    run(o, async () => {
       const q = o.strong ? '?consistency=strong' : '';
       const r = (await call(o, 'GET', counterPath(name) + q)) as { value: number };
-      return String(r.value);
+      return [String(r.value), r];
     }),
   );
 
@@ -66,15 +71,17 @@ program
   .description('add to a counter (default 1; negative subtracts)')
   .option(...urlOption)
   .option('--strong', 'wait until the store holds it')
-  .action((name: string, by: string | undefined, o: { url: string; strong?: boolean }) =>
-    run(async () => {
-      const q = o.strong ? '?consistency=strong' : '';
-      const body = by === undefined ? undefined : { by: integer(by) };
-      const r = (await call(o, 'POST', counterPath(name, '/increment') + q, body)) as {
-        value: number;
-      };
-      return String(r.value);
-    }),
+  .option(...jsonOption)
+  .action(
+    (name: string, by: string | undefined, o: { url: string; strong?: boolean; json?: boolean }) =>
+      run(o, async () => {
+        const q = o.strong ? '?consistency=strong' : '';
+        const body = by === undefined ? undefined : { by: integer(by) };
+        const r = (await call(o, 'POST', counterPath(name, '/increment') + q, body)) as {
+          value: number;
+        };
+        return [String(r.value), r];
+      }),
   );
 
 program
@@ -82,12 +89,13 @@ program
   .description('overwrite a counter (admin; token from TALLY_ADMIN_TOKEN or --token)')
   .option(...urlOption)
   .option('--token <token>', 'admin token', process.env.TALLY_ADMIN_TOKEN)
-  .action((name: string, value: string, o: { url: string; token?: string }) =>
-    run(async () => {
+  .option(...jsonOption)
+  .action((name: string, value: string, o: { url: string; token?: string; json?: boolean }) =>
+    run(o, async () => {
       const r = (await call(o, 'PUT', counterPath(name), { value: integer(value) })) as {
         value: number;
       };
-      return String(r.value);
+      return [String(r.value), r];
     }),
   );
 
@@ -96,10 +104,11 @@ program
   .description('delete a counter (admin; token from TALLY_ADMIN_TOKEN or --token)')
   .option(...urlOption)
   .option('--token <token>', 'admin token', process.env.TALLY_ADMIN_TOKEN)
-  .action((name: string, o: { url: string; token?: string }) =>
-    run(async () => {
+  .option(...jsonOption)
+  .action((name: string, o: { url: string; token?: string; json?: boolean }) =>
+    run(o, async () => {
       const r = (await call(o, 'DELETE', counterPath(name))) as { deleted: boolean };
-      return r.deleted ? 'deleted' : 'not found';
+      return [r.deleted ? 'deleted' : 'not found', r];
     }),
   );
 
@@ -108,9 +117,11 @@ program
   .description('list counters and values, one "name value" per line')
   .option(...urlOption)
   .option('--limit <n>', 'page size (1-1000)', '1000')
-  .action((prefix: string | undefined, o: { url: string; limit: string }) =>
-    run(async () => {
+  .option(...jsonOption)
+  .action((prefix: string | undefined, o: { url: string; limit: string; json?: boolean }) =>
+    run(o, async () => {
       const lines: string[] = [];
+      const items: { name: string; value: number }[] = [];
       let cursor: string | null = null;
       do {
         const q = new URLSearchParams({ prefix: prefix ?? '', limit: o.limit });
@@ -120,9 +131,10 @@ program
           nextCursor: string | null;
         };
         for (const item of page.items) lines.push(`${item.name} ${item.value}`);
+        items.push(...page.items);
         cursor = page.nextCursor;
       } while (cursor !== null);
-      return lines.join('\n');
+      return [lines.join('\n'), { items }];
     }),
   );
 
@@ -140,14 +152,88 @@ program
     process.exitCode = await importCommand(file, o);
   });
 
-async function run(fn: () => Promise<string>): Promise<void> {
+/**
+ * Runs a client command: prints its text, or with `--json` its answer as one JSON line (errors
+ * too, as `{"error":{"code","message"}}` on stderr); exit code 1 on an error.
+ */
+program
+  .command('backup <file>')
+  .description('copy the SQLite database while Tally runs (online backup API), then check the copy')
+  .option(
+    '--sqlite-path <path>',
+    'the database',
+    process.env.TALLY_SQLITE_PATH ?? './data/tally.db',
+  )
+  .option(...jsonOption)
+  .action((file: string, o: { sqlitePath: string; json?: boolean }) =>
+    run(o, async () => {
+      try {
+        const r = await backupSqlite(o.sqlitePath, file);
+        return [`${r.destination}: ${r.counters} counters, ${r.bytes} bytes`, r];
+      } catch (err) {
+        throw new InvalidArgumentError((err as Error).message);
+      }
+    }),
+  );
+
+program
+  .command('install-service')
+  .description('write the systemd unit and /etc/tally/tally.env for this installation')
+  .option('--root <dir>', 'prefix for the files written', '/')
+  .option('--user <user>', 'the account the service runs as', 'tally')
+  .option('--data-dir <dir>', 'data directory (SQLite file, write-ahead log)', '/var/lib/tally')
+  .option('--log-dir <dir>', 'log directory', '/var/log/tally')
+  .action((o: { root: string; user: string; dataDir: string; logDir: string }) =>
+    run({}, async () => {
+      const main = fileURLToPath(new URL('./main.js', import.meta.url));
+      const written = installService({ ...o, node: process.execPath, main });
+      const lines = written.map((f) => `wrote ${f}`);
+      lines.push(
+        '',
+        'next, as root:',
+        `  useradd --system --home-dir ${o.dataDir} --shell /usr/sbin/nologin ${o.user}`,
+        `  install -d -o ${o.user} -g ${o.user} -m 0750 ${o.dataDir} ${o.logDir}`,
+        '  systemctl daemon-reload && systemctl enable --now tally',
+      );
+      return [lines.join('\n'), { written }];
+    }),
+  );
+
+program
+  .command('doctor')
+  .description('check what running Tally here and `npm test` need, and say what to install')
+  .option(...jsonOption)
+  .action(async (o: { json?: boolean }) => {
+    const config = loadConfig(process.env, {});
+    const checks = await doctor({ host: config.host, port: config.port, dataDir: config.dataDir });
+    const failing = checks.filter((c) => !c.ok && c.forTests !== true);
+    if (o.json) process.stdout.write(`${JSON.stringify({ ok: failing.length === 0, checks })}\n`);
+    else {
+      for (const c of checks) {
+        const mark = c.ok ? 'ok  ' : c.forTests ? 'test' : 'FAIL';
+        process.stdout.write(
+          `${mark}  ${c.name.padEnd(16)} ${c.detail}${c.ok || c.fix === undefined ? '' : `\n      → ${c.fix}`}\n`,
+        );
+      }
+    }
+    // Tools only the test suite needs are reported, not failed: a server runs without them.
+    process.exitCode = failing.length === 0 ? 0 : 1;
+  });
+
+async function run(o: { json?: boolean }, fn: () => Promise<[string, unknown]>): Promise<void> {
   try {
-    const out = await fn();
-    if (out !== '') process.stdout.write(`${out}\n`);
+    const [text, json] = await fn();
+    if (o.json) process.stdout.write(`${JSON.stringify(json)}\n`);
+    else if (text !== '') process.stdout.write(`${text}\n`);
   } catch (err) {
     if (err instanceof ClientError || err instanceof InvalidArgumentError) {
-      const code = err instanceof ClientError ? ` (${err.code})` : '';
-      process.stderr.write(`tally: ${err.message}${code}\n`);
+      const code = err instanceof ClientError ? err.code : 'INVALID_ARGUMENT';
+      if (o.json) {
+        process.stderr.write(`${JSON.stringify({ error: { code, message: err.message } })}\n`);
+      } else {
+        const shown = err instanceof ClientError ? ` (${err.code})` : '';
+        process.stderr.write(`tally: ${err.message}${shown}\n`);
+      }
       process.exitCode = 1;
       return;
     }
