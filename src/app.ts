@@ -137,6 +137,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
     const wal = log.wal;
     locks = log.locks;
     const firstSeq = (await untilDone(() => store.lastSeq(lease.writerId))) + 1;
+    // The store answered: up until a flush or a ping says otherwise.
+    metrics.storeUp.set(1);
 
     const agg = createAggregator(config.aggregator, {
       store,
@@ -218,6 +220,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       instanceId,
       writerId: lease.writerId,
       closing: () => closing,
+      ...(bus === undefined ? {} : { siblings: bus }),
       checks: [
         () => wal?.problem(),
         () => lease.problem(),

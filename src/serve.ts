@@ -29,20 +29,23 @@ type ClusterMessage =
   | { tally: 'flush-request'; key: string }
   | { tally: 'flush-done'; key: string; error?: string }
   | { tally: 'flushed'; id: number; error?: string }
-  // A worker asks what its siblings acknowledged for a counter and have not sent yet …
-  | { tally: 'unsent'; id: number; name: string }
-  // … the primary asks each sibling, sums their answers and answers the asker.
-  | { tally: 'unsent-request'; key: string; name: string }
-  | { tally: 'unsent-done'; key: string; delta: number }
-  | { tally: 'unsent-sum'; id: number; delta: number };
+  // A worker asks its siblings a question (their unsent delta of a counter, their metrics) …
+  | { tally: 'ask'; id: number; question: Question }
+  // … the primary asks each sibling and answers the asker with what came back in time.
+  | { tally: 'ask-request'; key: string; question: Question }
+  | { tally: 'ask-done'; key: string; answer: unknown }
+  | { tally: 'ask-answers'; id: number; answers: unknown[] };
+
+/** What one worker may ask its siblings. */
+type Question = { what: 'unsent'; name: string } | { what: 'metrics' };
 
 /** Locks this process holds for its lifetime (kept referenced). */
 const heldLocks: Array<{ release(): void }> = [];
 
 /** Longest a sibling flush may take before the asker gets an error, in ms. */
 const FLUSH_TIMEOUT_MS = 10_000;
-/** Longest an eventual read waits for its siblings' unsent deltas; the late ones count as 0. */
-const UNSENT_TIMEOUT_MS = 200;
+/** Longest a question waits for siblings' answers; late ones are left out. */
+const ASK_TIMEOUT_MS: Record<Question['what'], number> = { unsent: 200, metrics: 2000 };
 
 /**
  * Serves with the configured number of processes. One process is plain `runServer`. With more,
@@ -126,10 +129,10 @@ function runPrimary(config: Config, count: number): void {
     endFlush(key);
   };
 
-  // Unsent-delta questions in progress, by `<asker>:<id>`: answered with what came in time.
+  // Questions in progress, by `<asker>:<id>`: answered with what came in time.
   const questions = new Map<
     string,
-    { asker: number; id: number; waiting: Set<number>; sum: number; timer: NodeJS.Timeout }
+    { asker: number; id: number; waiting: Set<number>; answers: unknown[]; timer: NodeJS.Timeout }
   >();
   const endQuestion = (key: string, force = false) => {
     const q = questions.get(key);
@@ -138,20 +141,20 @@ function runPrimary(config: Config, count: number): void {
     clearTimeout(q.timer);
     const asker = byIndex.get(q.asker);
     if (asker?.isConnected()) {
-      asker.send({ tally: 'unsent-sum', id: q.id, delta: q.sum } satisfies ClusterMessage);
+      asker.send({ tally: 'ask-answers', id: q.id, answers: q.answers } satisfies ClusterMessage);
     }
   };
-  const startQuestion = (asker: number, id: number, name: string) => {
+  const startQuestion = (asker: number, id: number, question: Question) => {
     const key = `${asker}:${id}`;
     const waiting = new Set<number>();
     for (const [i, worker] of byIndex) {
       if (i === asker || !worker.isConnected()) continue;
       waiting.add(i);
-      worker.send({ tally: 'unsent-request', key, name } satisfies ClusterMessage);
+      worker.send({ tally: 'ask-request', key, question } satisfies ClusterMessage);
     }
-    const timer = setTimeout(() => endQuestion(key, true), UNSENT_TIMEOUT_MS);
+    const timer = setTimeout(() => endQuestion(key, true), ASK_TIMEOUT_MS[question.what] ?? 200);
     timer.unref();
-    questions.set(key, { asker, id, waiting, sum: 0, timer });
+    questions.set(key, { asker, id, waiting, answers: [], timer });
     endQuestion(key);
   };
 
@@ -170,12 +173,12 @@ function runPrimary(config: Config, count: number): void {
         for (const [i, other] of byIndex) if (i !== index && other.isConnected()) other.send(msg);
       } else if (msg?.tally === 'flush') {
         startFlush(index, msg.id);
-      } else if (msg?.tally === 'unsent') {
-        startQuestion(index, msg.id, msg.name);
-      } else if (msg?.tally === 'unsent-done') {
+      } else if (msg?.tally === 'ask') {
+        startQuestion(index, msg.id, msg.question);
+      } else if (msg?.tally === 'ask-done') {
         const q = questions.get(msg.key);
         if (q?.waiting.delete(index)) {
-          if (Number.isSafeInteger(msg.delta)) q.sum += msg.delta;
+          q.answers.push(msg.answer);
           endQuestion(msg.key);
         }
       } else if (msg?.tally === 'flush-done') {
@@ -287,7 +290,26 @@ function ipcBus(index: number, relay: boolean): SiblingBus {
   let nextId = 0;
   let flushSelf: (() => Promise<void>) | undefined;
   let unsentSelf: ((name: string) => number) | undefined;
-  const questions = new Map<number, (delta: number) => void>();
+  let metricsSelf: (() => Promise<unknown>) | undefined;
+  const questions = new Map<number, (answers: unknown[]) => void>();
+  const answer = async (question: Question): Promise<unknown> => {
+    if (question.what === 'unsent') return unsentSelf?.(question.name) ?? 0;
+    return metricsSelf === undefined ? [] : await metricsSelf();
+  };
+  /** Asks every sibling; resolves with the answers that came in time (none without siblings). */
+  const ask = (question: Question): Promise<unknown[]> =>
+    new Promise((resolve) => {
+      const id = ++nextId;
+      const settle = (answers: unknown[]) => {
+        clearTimeout(timer);
+        questions.delete(id);
+        resolve(answers);
+      };
+      // The primary answers within ASK_TIMEOUT_MS; this only covers a primary gone quiet.
+      const timer = setTimeout(() => settle([]), ASK_TIMEOUT_MS[question.what] + 300);
+      questions.set(id, settle);
+      if (!send({ tally: 'ask', id, question })) settle([]);
+    });
   const send = (msg: ClusterMessage): boolean => {
     if (process.send === undefined || !process.connected) return false;
     process.send(msg, undefined, undefined, () => undefined);
@@ -307,10 +329,13 @@ function ipcBus(index: number, relay: boolean): SiblingBus {
       );
     } else if (msg?.tally === 'flushed') {
       asked.get(msg.id)?.(msg.error === undefined ? undefined : new Error(msg.error));
-    } else if (msg?.tally === 'unsent-request') {
-      send({ tally: 'unsent-done', key: msg.key, delta: unsentSelf?.(msg.name) ?? 0 });
-    } else if (msg?.tally === 'unsent-sum') {
-      questions.get(msg.id)?.(msg.delta);
+    } else if (msg?.tally === 'ask-request') {
+      answer(msg.question).then(
+        (a) => send({ tally: 'ask-done', key: msg.key, answer: a }),
+        () => send({ tally: 'ask-done', key: msg.key, answer: null }),
+      );
+    } else if (msg?.tally === 'ask-answers') {
+      questions.get(msg.id)?.(msg.answers);
     }
   });
   return {
@@ -345,19 +370,20 @@ function ipcBus(index: number, relay: boolean): SiblingBus {
         flushSelf = undefined;
       };
     },
-    siblingsUnsent(name) {
-      return new Promise<number>((resolve) => {
-        const id = ++nextId;
-        const settle = (delta: number) => {
-          clearTimeout(timer);
-          questions.delete(id);
-          resolve(delta);
-        };
-        // The primary answers within UNSENT_TIMEOUT_MS; this only covers a primary gone quiet.
-        const timer = setTimeout(() => settle(0), UNSENT_TIMEOUT_MS + 300);
-        questions.set(id, settle);
-        if (!send({ tally: 'unsent', id, name })) settle(0);
-      });
+    async siblingsUnsent(name) {
+      let sum = 0;
+      for (const a of await ask({ what: 'unsent', name }))
+        if (Number.isSafeInteger(a)) sum += a as number;
+      return sum;
+    },
+    async siblingMetrics() {
+      return (await ask({ what: 'metrics' })).filter(Array.isArray);
+    },
+    serveMetrics(metrics) {
+      metricsSelf = metrics;
+      return () => {
+        metricsSelf = undefined;
+      };
     },
     serveUnsent(unsent) {
       unsentSelf = unsent;

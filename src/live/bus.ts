@@ -23,4 +23,8 @@ export interface SiblingBus {
   siblingsUnsent?(name: string): Promise<number>;
   /** Answers siblings' `siblingsUnsent` with this process's unsent delta; returns unsubscribe. */
   serveUnsent?(unsent: (name: string) => number): () => void;
+  /** Every sibling's metrics (prom-client `getMetricsAsJSON`), those that answered in time. */
+  siblingMetrics?(): Promise<unknown[][]>;
+  /** Answers siblings' `siblingMetrics` with this process's; returns unsubscribe. */
+  serveMetrics?(metrics: () => Promise<unknown[]>): () => void;
 }

@@ -101,6 +101,8 @@ export class Metrics {
   readonly storeUp = new Gauge({
     name: 'tally_store_up',
     help: '1 when the last flush or ping reached the store, else 0',
+    // Across the workers of one `tally serve`: 0 when any of them is cut off.
+    aggregator: 'min',
     registers: [this.registry],
   });
 

@@ -1,7 +1,8 @@
 // The Quick start's own example under `tally serve`'s default of several workers: an increment,
 // then a read, each on a new connection (so they land on different workers), right away. The
 // read on the other worker must include what its sibling acknowledged a moment ago, not show
-// the value from before it (it did: 1 then 0, five times out of five).
+// the value from before it (it did: 1 then 0, five times out of five). /metrics, whichever
+// worker takes the scrape, reports the host's totals (it reported one worker's: 16, then 1).
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -51,5 +52,15 @@ describe('eventual reads across the workers of one tally serve', () => {
       const read = await once('GET', '/api/v1/counters/quick');
       expect(JSON.parse(read.body), `round ${i}`).toEqual({ name: 'quick', value: i });
     }
+  });
+
+  it('answer /metrics for every worker, whichever takes the scrape', async () => {
+    const accepted = (text: string) =>
+      Number(/^tally_increments_accepted_total\{consistency="eventual"\} (\d+)$/m.exec(text)?.[1]);
+    const scrapes = [];
+    for (let i = 0; i < 4; i++) scrapes.push(await once('GET', '/metrics'));
+    // The ten increments of the test above, all on one worker; a scrape lands on either.
+    expect(scrapes.map((s) => [s.status, accepted(s.body)])).toEqual(Array(4).fill([200, 10]));
+    for (const scrape of scrapes) expect(scrape.body).toMatch(/^tally_store_up 1$/m);
   });
 });

@@ -1,6 +1,8 @@
 /** @module http/routes/health — liveness, readiness and Prometheus metrics. */
 import type { FastifyInstance } from 'fastify';
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Aggregator } from '../../aggregator/index.js';
+import type { SiblingBus } from '../../live/bus.js';
 import type { Metrics } from '../../obs/metrics.js';
 import type { Store } from '../../store/interface.js';
 
@@ -15,6 +17,8 @@ export interface HealthRoutesOptions {
   readonly checks?: Array<() => string | undefined>;
   /** True once shutdown began: load balancers should stop sending traffic. */
   readonly closing: () => boolean;
+  /** Sibling workers of one `tally serve`: /metrics then answers for the whole host. */
+  readonly siblings?: Pick<SiblingBus, 'siblingMetrics' | 'serveMetrics'>;
 }
 
 /** How long /readyz waits for the store to answer a ping. */
@@ -52,11 +56,34 @@ export async function healthRoutes(app: FastifyInstance, opts: HealthRoutesOptio
     };
   });
 
-  app.get('/metrics', async (_request, reply) => {
+  /** This process's metrics, gauges read now. */
+  const own = () => {
     metrics.pendingDeltas.set(aggregator.pendingSize() + aggregator.inflightSize());
     metrics.pendingIncrements.set(aggregator.pendingIncrements());
+  };
+  const siblings = opts.siblings;
+  const unserve = siblings?.serveMetrics?.(async () => {
+    own();
+    return metrics.registry.getMetricsAsJSON();
+  });
+  if (unserve !== undefined) app.addHook('onClose', async () => unserve());
+
+  // Under `tally serve` with several workers, whichever worker takes the scrape answers for all
+  // of them: counters and histograms summed, so totals are the host's and never step back
+  // between scrapes; gauges summed too (pending work, streams), except `tally_store_up`, the
+  // lowest (one worker cut off from the store shows). Workers that do not answer within 2 s
+  // are left out of that scrape.
+  app.get('/metrics', async (_request, reply) => {
+    own();
     reply.header('content-type', metrics.registry.contentType);
-    return metrics.registry.metrics();
+    if (siblings?.siblingMetrics === undefined) return metrics.registry.metrics();
+    const [mine, others] = await Promise.all([
+      metrics.registry.getMetricsAsJSON(),
+      siblings.siblingMetrics(),
+    ]);
+    if (others.length === 0) return metrics.registry.metrics();
+    const all = [mine, ...others] as MetricObjectWithValues<MetricValue<string>>[][];
+    return AggregatorRegistry.aggregate(all).metrics();
   });
 }
 
