@@ -18,10 +18,7 @@ export function startExpiry(
   logger: Logger,
   everyMs = 60_000,
 ): () => void {
-  let running = false;
-  const sweep = async () => {
-    if (running) return;
-    running = true;
+  return every(everyMs, everyMs, async () => {
     try {
       let total = 0;
       for (let i = 0; i < CALLS_PER_SWEEP; i++) {
@@ -36,13 +33,36 @@ export function startExpiry(
         { event: 'expiry_failed', err },
         'expiring idle counters failed; retried next sweep',
       );
+    }
+  });
+}
+
+/**
+ * Runs `task` after `firstMs`, then every `everyMs`, never two at once (a slow run makes the
+ * next one skip). Timers are unref'd. Returns stop.
+ */
+function every(firstMs: number, everyMs: number, task: () => Promise<void>): () => void {
+  let running = false;
+  const run = async () => {
+    if (running) return;
+    running = true;
+    try {
+      await task();
     } finally {
       running = false;
     }
   };
-  const timer = setInterval(() => void sweep(), everyMs);
-  timer.unref();
-  return () => clearInterval(timer);
+  let timer: NodeJS.Timeout | undefined;
+  const first = setTimeout(() => {
+    void run();
+    timer = setInterval(() => void run(), everyMs);
+    timer.unref();
+  }, firstMs);
+  first.unref();
+  return () => {
+    clearTimeout(first);
+    if (timer !== undefined) clearInterval(timer);
+  };
 }
 
 /**
@@ -54,10 +74,7 @@ export function startHistorySweep(
   logger: Logger,
   everyMs = 600_000,
 ): () => void {
-  let running = false;
-  const sweep = async () => {
-    if (running) return;
-    running = true;
+  return every(Math.min(everyMs, 60_000), everyMs, async () => {
     try {
       const removed = await history.sweep();
       if (removed > 0) {
@@ -65,16 +82,6 @@ export function startHistorySweep(
       }
     } catch (err) {
       logger.warn({ event: 'history_sweep_failed', err }, 'history sweep failed; retried later');
-    } finally {
-      running = false;
     }
-  };
-  const first = setTimeout(() => void sweep(), Math.min(everyMs, 60_000));
-  first.unref();
-  const timer = setInterval(() => void sweep(), everyMs);
-  timer.unref();
-  return () => {
-    clearTimeout(first);
-    clearInterval(timer);
-  };
+  });
 }

@@ -62,13 +62,7 @@ const VENDOR_ASSETS = [
 ] as const;
 const requireFrom = createRequire(import.meta.url).resolve;
 /** Templates are pages, never assets. */
-const TEMPLATES = [
-  'counter.html',
-  'dashboard.html',
-  'embed.html',
-  'not-found.html',
-  'missing.html',
-] as const;
+const TEMPLATES = ['counter.html', 'dashboard.html', 'embed.html', 'not-found.html'] as const;
 type Template = (typeof TEMPLATES)[number];
 
 // Everything the pages load comes from this origin; no inline script or style is needed.
@@ -116,14 +110,24 @@ export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): P
   // Rendering at startup also proves every template and asset link before the first request.
   const home = render('counter.html', counterVars(defaultCounter));
   const dashboard = render('dashboard.html', {});
-  render('not-found.html', { what: 'x' });
-  render('missing.html', { what: 'x' });
+  // One 404 page, two wordings: a counter page for a name that cannot be one, and any path.
+  const notFoundPage = (what: string, counter: boolean) => {
+    const shown = what.length > 80 ? `${what.slice(0, 80)}…` : what;
+    return render('not-found.html', {
+      what: shown,
+      title: counter ? 'There is no counter page here' : 'There is no page here',
+      detail: counter
+        ? 'is not a counter name. Names are 1 to 128 characters of letters, digits and _ . : -, starting with a letter or a digit.'
+        : 'is not a page here. The API lives under /api/v1/; counter pages are /c/<name>.',
+    });
+  };
+  notFoundPage('x', true);
   // Unknown paths asked for by a browser get a page, not JSON (http/errors.ts decides).
   if (opts.notFound !== undefined) {
-    opts.notFound.html = (path) => {
-      const what = path.length > 80 ? `${path.slice(0, 80)}…` : path;
-      return { body: render('missing.html', { what }).body, headers: PAGE_HEADERS };
-    };
+    opts.notFound.html = (path) => ({
+      body: notFoundPage(path, false).body,
+      headers: PAGE_HEADERS,
+    });
   }
   // Browsers ask for /favicon.ico whatever the page links: send them to the SVG.
   app.get('/favicon.ico', async (_request, reply) =>
@@ -152,9 +156,8 @@ export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): P
     const name = request.params['*'];
     // Cast: a failed guard on a string would narrow `name` to never.
     if (!isValidName(name as unknown)) {
-      const what = name.length > 80 ? `${name.slice(0, 80)}…` : name;
       reply.code(404).header('cache-control', 'no-store');
-      return sendPage(request, reply, render('not-found.html', { what }), false);
+      return sendPage(request, reply, notFoundPage(name, true), false);
     }
     const counterPage = cachedPage(`c ${name}`, () => render('counter.html', counterVars(name)));
     return sendPage(request, reply, counterPage, true, embeddable);
