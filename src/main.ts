@@ -2,9 +2,10 @@
 /** @module main — the `tally` command: `serve` runs the server, the rest are HTTP clients. */
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
-import { ClientError, call, counterPath } from './cli/client.js';
+import { ClientError } from './cli/client.js';
 import { type ImportFlags, importCommand } from './cli/import.js';
 import { backupSqlite, doctor, installService } from './cli/ops.js';
+import { TallyApiError, TallyClient } from './client/index.js';
 import { ConfigError, type ConfigInput, loadConfig, SETTINGS } from './config.js';
 import { StartRefusedError } from './errors.js';
 import { serve } from './serve.js';
@@ -60,8 +61,7 @@ program
   .option(...jsonOption)
   .action((name: string, o: { url: string; strong?: boolean; json?: boolean }) =>
     run(o, async () => {
-      const q = o.strong ? '?consistency=strong' : '';
-      const r = (await call(o, 'GET', counterPath(name) + q)) as { value: number };
+      const r = await client(o).get(name, { consistency: o.strong ? 'strong' : 'eventual' });
       return [String(r.value), r];
     }),
   );
@@ -75,12 +75,11 @@ program
   .action(
     (name: string, by: string | undefined, o: { url: string; strong?: boolean; json?: boolean }) =>
       run(o, async () => {
-        const q = o.strong ? '?consistency=strong' : '';
-        const body = by === undefined ? undefined : { by: integer(by) };
-        const r = (await call(o, 'POST', counterPath(name, '/increment') + q, body)) as {
-          value: number;
-        };
-        return [String(r.value), r];
+        const amount = by === undefined ? 1 : integer(by);
+        const value = await client(o).increment(name, amount, {
+          consistency: o.strong ? 'strong' : 'eventual',
+        });
+        return [String(value), { name, value }];
       }),
   );
 
@@ -92,10 +91,8 @@ program
   .option(...jsonOption)
   .action((name: string, value: string, o: { url: string; token?: string; json?: boolean }) =>
     run(o, async () => {
-      const r = (await call(o, 'PUT', counterPath(name), { value: integer(value) })) as {
-        value: number;
-      };
-      return [String(r.value), r];
+      const stored = await client(o).set(name, integer(value));
+      return [String(stored), { name, value: stored }];
     }),
   );
 
@@ -107,8 +104,8 @@ program
   .option(...jsonOption)
   .action((name: string, o: { url: string; token?: string; json?: boolean }) =>
     run(o, async () => {
-      const r = (await call(o, 'DELETE', counterPath(name))) as { deleted: boolean };
-      return [r.deleted ? 'deleted' : 'not found', r];
+      const deleted = await client(o).delete(name);
+      return [deleted ? 'deleted' : 'not found', { name, deleted }];
     }),
   );
 
@@ -122,18 +119,11 @@ program
     run(o, async () => {
       const lines: string[] = [];
       const items: { name: string; value: number }[] = [];
-      let cursor: string | null = null;
-      do {
-        const q = new URLSearchParams({ prefix: prefix ?? '', limit: o.limit });
-        if (cursor !== null) q.set('cursor', cursor);
-        const page = (await call(o, 'GET', `/api/v1/counters?${q}`)) as {
-          items: { name: string; value: number }[];
-          nextCursor: string | null;
-        };
-        for (const item of page.items) lines.push(`${item.name} ${item.value}`);
-        items.push(...page.items);
-        cursor = page.nextCursor;
-      } while (cursor !== null);
+      const pageSize = Number(o.limit);
+      for await (const item of client(o).list({ prefix: prefix ?? '', pageSize })) {
+        lines.push(`${item.name} ${item.value}`);
+        items.push({ name: item.name, value: item.value });
+      }
       return [lines.join('\n'), { items }];
     }),
   );
@@ -226,12 +216,16 @@ async function run(o: { json?: boolean }, fn: () => Promise<[string, unknown]>):
     if (o.json) process.stdout.write(`${JSON.stringify(json)}\n`);
     else if (text !== '') process.stdout.write(`${text}\n`);
   } catch (err) {
-    if (err instanceof ClientError || err instanceof InvalidArgumentError) {
-      const code = err instanceof ClientError ? err.code : 'INVALID_ARGUMENT';
+    if (
+      err instanceof ClientError ||
+      err instanceof TallyApiError ||
+      err instanceof InvalidArgumentError
+    ) {
+      const code = err instanceof InvalidArgumentError ? 'INVALID_ARGUMENT' : err.code;
       if (o.json) {
         process.stderr.write(`${JSON.stringify({ error: { code, message: err.message } })}\n`);
       } else {
-        const shown = err instanceof ClientError ? ` (${err.code})` : '';
+        const shown = err instanceof InvalidArgumentError ? '' : ` (${err.code})`;
         process.stderr.write(`tally: ${err.message}${shown}\n`);
       }
       process.exitCode = 1;
@@ -239,6 +233,15 @@ async function run(o: { json?: boolean }, fn: () => Promise<[string, unknown]>):
     }
     throw err;
   }
+}
+
+/** The one HTTP client (src/client) the commands share: a few retries for what is safe. */
+function client(o: { url: string; token?: string }): TallyClient {
+  return new TallyClient({
+    baseUrl: o.url,
+    attempts: 3,
+    ...(o.token === undefined ? {} : { token: o.token }),
+  });
 }
 
 function integer(s: string): number {

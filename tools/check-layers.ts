@@ -21,6 +21,8 @@ export const LAYERS: ReadonlyArray<readonly string[]> = [
     'obs/logger.ts',
     'obs/metrics.ts',
     'obs/rotating-file.ts',
+    // The typed HTTP client: imports nothing of ours (it is published on its own export).
+    'client/',
   ],
   // Storage: the only code that touches SQLite or Redis.
   ['store/'],

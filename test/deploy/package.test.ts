@@ -1,10 +1,10 @@
 // The package as a user installs it: `npm pack` makes the tarball, `npm install ./tally-….tgz`
 // puts it into an empty folder (and `npm install -g` into a prefix of its own), and what was
 // installed runs: `tally --version`, `tally serve` with the API, the pages and the chart's
-// library, and the CLI against that server. Installing must not warn about engines: every
+// library, the CLI against that server, and the typed client imported as `tally-counter/client`. Installing must not warn about engines: every
 // dependency runs on the Node.js the package says it needs.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, REPO, tempDir, waitForStatus } from './helpers.js';
@@ -121,6 +121,21 @@ describe('the npm package', () => {
     expect(inc, inc.out).toEqual({ code: 0, out: '3\n' });
     const get = await run(bin, ['get', 'installed', '--url', url, '--strong']);
     expect(get).toEqual({ code: 0, out: '3\n' });
+    // The typed client, imported by its package name from the folder it was installed into.
+    const script = join(local, 'use-client.mjs');
+    writeFileSync(
+      script,
+      `import { TallyClient } from 'tally-counter/client';
+const client = new TallyClient({ baseUrl: process.argv[2] });
+await client.increment('installed', 2, { consistency: 'strong' });
+console.log((await client.get('installed', { consistency: 'strong' })).value);
+`,
+    );
+    const used = await run(process.execPath, [script, url], { cwd: local });
+    expect(used, used.out).toEqual({ code: 0, out: '5\n' });
+    expect(
+      readFileSync(join(local, 'node_modules/tally-counter/dist/client/index.d.ts'), 'utf8'),
+    ).toContain('class TallyClient');
   });
 
   it('runs when installed globally', async () => {
