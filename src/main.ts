@@ -2,7 +2,6 @@
 /** @module main — the `tally` command: `serve` runs the server, the rest are HTTP clients. */
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
-import { ClientError } from './cli/client.js';
 import { type ImportFlags, importCommand } from './cli/import.js';
 import { backupSqlite, doctor, installService } from './cli/ops.js';
 import { TallyApiError, TallyClient } from './client/index.js';
@@ -216,11 +215,7 @@ async function run(o: { json?: boolean }, fn: () => Promise<[string, unknown]>):
     if (o.json) process.stdout.write(`${JSON.stringify(json)}\n`);
     else if (text !== '') process.stdout.write(`${text}\n`);
   } catch (err) {
-    if (
-      err instanceof ClientError ||
-      err instanceof TallyApiError ||
-      err instanceof InvalidArgumentError
-    ) {
+    if (err instanceof TallyApiError || err instanceof InvalidArgumentError) {
       const code = err instanceof InvalidArgumentError ? 'INVALID_ARGUMENT' : err.code;
       if (o.json) {
         process.stderr.write(`${JSON.stringify({ error: { code, message: err.message } })}\n`);

@@ -6,6 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
+import { TallyApiError, TallyClient } from '../client/index.js';
 import {
   counterName,
   DEFAULT_NAMESPACE,
@@ -14,7 +15,6 @@ import {
   parseCounterRef,
   splitName,
 } from '../domain.js';
-import { ClientError, type ClientOptions, call, counterPath } from './client.js';
 
 export type ImportFormat = 'csv' | 'json';
 
@@ -364,11 +364,14 @@ function nameOfRef(ref: string, what: string): string {
   return name;
 }
 
-/** The route of a stored name: the flat one for flat names, else the namespaced one. */
-function pathOf(name: string): string {
-  if (isValidName(name)) return counterPath(name);
+/**
+ * The client's reference of a stored name: the name itself for flat names, else
+ * `namespace/key` (a default key the flat rule refuses, `_x`, is `default/_x`).
+ */
+function refOf(name: string): string {
+  if (isValidName(name)) return name;
   const { namespace, key } = splitName(name);
-  return `/api/v1/namespaces/${encodeURIComponent(namespace)}/counters/${encodeURIComponent(key)}`;
+  return `${namespace}/${key}`;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -385,7 +388,11 @@ function kind(v: unknown): string {
 
 // --- importing ---------------------------------------------------------------------------------
 
-export interface ImportOptions extends ClientOptions {
+export interface ImportOptions {
+  /** Base URL of a running server. */
+  readonly url: string;
+  /** Admin token (sets). */
+  readonly token?: string;
   /** Read and compare, write nothing. */
   readonly dryRun?: boolean;
   /** Counters in flight at once. @default 8 */
@@ -451,10 +458,17 @@ export async function importRows(
   const outcomes: (ImportOutcome | undefined)[] = new Array(rows.length).fill(undefined);
   let reported = 0;
   let next = 0;
+  // One try per call, as before: a failed row is reported, not retried.
+  const client = new TallyClient({
+    baseUrl: options.url,
+    attempts: 1,
+    timeoutMs: 15_000,
+    ...(options.token === undefined ? {} : { token: options.token }),
+  });
   const worker = async () => {
     while (next < rows.length) {
       const i = next++;
-      outcomes[i] = await importOne(rows[i] as ImportRow, options);
+      outcomes[i] = await importOne(rows[i] as ImportRow, client, options);
       while (reported < rows.length && outcomes[reported] !== undefined) {
         onOutcome?.(outcomes[reported] as ImportOutcome);
         reported++;
@@ -474,23 +488,25 @@ export async function importRows(
   };
 }
 
-async function importOne(row: ImportRow, options: ImportOptions): Promise<ImportOutcome> {
+async function importOne(
+  row: ImportRow,
+  client: TallyClient,
+  options: ImportOptions,
+): Promise<ImportOutcome> {
   const { name, value } = row;
-  const path = pathOf(name);
+  const ref = refOf(name);
   try {
-    const answer = (await call(options, 'GET', `${path}?consistency=strong`)) as {
-      value?: unknown;
-    };
+    const answer = (await client.get(ref, { consistency: 'strong' })) as { value?: unknown };
     const current = answer?.value;
     if (typeof current !== 'number') {
       return { status: 'failed', name, code: 'BAD_ANSWER', message: 'the read had no value' };
     }
     if (current === value) return { status: 'unchanged', name, value };
     if (options.dryRun === true) return { status: 'would set', name, from: current, to: value };
-    await call(options, 'PUT', path, { value });
+    await client.set(ref, value);
     return { status: 'set', name, from: current, to: value };
   } catch (err) {
-    if (!(err instanceof ClientError)) throw err;
+    if (!(err instanceof TallyApiError)) throw err;
     return { status: 'failed', name, code: err.code, message: err.message };
   }
 }

@@ -149,10 +149,8 @@ export class Visitors {
    */
   async uniques(name: string, fresh = false): Promise<Uniques> {
     const hit = this.counts.get(name);
-    if (fresh) {
-      await this.flush();
-      await this.flush();
-    } else if (hit !== undefined && performance.now() - hit.at < COUNT_CACHE_MS) return hit.value;
+    if (fresh) await this.flushAll();
+    else if (hit !== undefined && performance.now() - hit.at < COUNT_CACHE_MS) return hit.value;
     const [total = 0, today = 0] = await this.store.countVisitors([
       visitorKey(name),
       visitorKey(name, dayStamp(Date.now())),
@@ -183,7 +181,12 @@ export class Visitors {
   async close(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
     if (this.saltTimer !== null) clearInterval(this.saltTimer);
-    await this.flush();
+    await this.flushAll();
+  }
+
+  /** Everything waiting now reaches the store: the flush in flight, then one more. */
+  private async flushAll(): Promise<void> {
+    await this.flushing;
     await this.flush();
   }
 

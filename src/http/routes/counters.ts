@@ -78,7 +78,7 @@ export const valueReply = {
  * the default namespace) and the namespaced ones (`/api/v1/namespaces/:ns/counters/:key`). Each
  * reads the stored name from its params and shapes the reply's naming fields.
  */
-interface Family {
+export interface Family {
   readonly path: string;
   name(params: Params): string;
   /** The reply's fields naming the counter. */
@@ -87,14 +87,14 @@ interface Family {
   valued(name: string, value: number): Record<string, unknown>;
 }
 
-const flat: Family = {
+export const flat: Family = {
   path: '/api/v1/counters/:name',
   name: (params) => assertName(params.name),
   naming: (name) => ({ name }),
   valued: (name, value) => ({ name, value }),
 };
 
-const namespaced: Family = {
+export const namespaced: Family = {
   path: '/api/v1/namespaces/:ns/counters/:key',
   name: (params) => {
     const namespace = assertPart(params.ns);

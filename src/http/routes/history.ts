@@ -4,11 +4,12 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { CounterService, HistoryBucket, TopBy } from '../../counters/service.js';
-import { counterName, splitName } from '../../domain.js';
+import { splitName } from '../../domain.js';
 import { TallyError } from '../../errors.js';
 import { type Granularity, MAX_BUCKETS, RETENTION_MS } from '../../store/history.js';
 import type { CorsPolicy } from '../cors.js';
-import { assertKey, assertName, assertPart, queryInteger } from '../parse.js';
+import { assertPart, queryInteger } from '../parse.js';
+import { flat, namespaced } from './counters.js';
 
 export interface HistoryRoutesOptions {
   readonly counters: CounterService;
@@ -115,24 +116,19 @@ export async function historyRoutes(
     };
   }
 
-  const flatPath = '/api/v1/counters/:name/history';
-  const nsPath = '/api/v1/namespaces/:ns/counters/:key/history';
   const topPath = '/api/v1/namespaces/:ns/top';
-  for (const path of [flatPath, nsPath, topPath]) cors.preflight(app, path, ['GET']);
   const config = { config: { cors: true } } as const;
-
-  app.get<{ Params: { name: string }; Querystring: Query }>(flatPath, config, (request, reply) =>
-    answer(assertName(request.params.name), request.query, reply),
-  );
-  app.get<{ Params: { ns: string; key: string }; Querystring: Query }>(
-    nsPath,
-    config,
-    (request, reply) => {
-      const namespace = assertPart(request.params.ns);
-      const name = counterName(namespace, assertKey(namespace, request.params.key));
-      return answer(name, request.query, reply);
-    },
-  );
+  cors.preflight(app, topPath, ['GET']);
+  // Both families of counter routes, named as the counters routes name them.
+  for (const family of [flat, namespaced]) {
+    const path = `${family.path}/history`;
+    cors.preflight(app, path, ['GET']);
+    app.get<{ Params: Record<string, string | undefined>; Querystring: Query }>(
+      path,
+      config,
+      (request, reply) => answer(family.name(request.params), request.query, reply),
+    );
+  }
 
   app.get<{ Params: { ns: string }; Querystring: Query }>(topPath, config, async (request) => {
     const namespace = assertPart(request.params.ns);

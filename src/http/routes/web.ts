@@ -132,7 +132,6 @@ export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): P
   // Browsers ask for /favicon.ico whatever the page links: send them to the SVG.
   app.get('/favicon.ico', async (_request, reply) =>
     reply
-      .code(301)
       .header('cache-control', 'public, max-age=86400')
       .redirect(`/assets/favicon.svg?v=${(assets.get('favicon.svg') as Asset).version}`, 301),
   );
