@@ -16,6 +16,7 @@ import { BadgeRenderer } from './http/badges.js';
 import { CorsPolicy } from './http/cors.js';
 import type { NotFoundOptions } from './http/errors.js';
 import { IdempotencyKeys } from './http/idempotency.js';
+import { json, type RouteDoc, type RouteDocs } from './http/openapi.js';
 import {
   AUTO_CREATE_LIMIT,
   AUTO_HIT_LIMIT,
@@ -28,6 +29,7 @@ import { abacusRoutes } from './http/routes/compat/abacus.js';
 import { countapiRoutes } from './http/routes/compat/countapi.js';
 import type { CompatOptions } from './http/routes/compat/shared.js';
 import { counterRoutes, valueReply } from './http/routes/counters.js';
+import { docsRoutes } from './http/routes/docs.js';
 import { eventRoutes } from './http/routes/events.js';
 import { healthRoutes } from './http/routes/health.js';
 import { historyRoutes } from './http/routes/history.js';
@@ -71,6 +73,8 @@ export interface AppDeps {
 /** One assembled instance. */
 export interface Tally {
   readonly app: FastifyInstance;
+  /** The OpenAPI document of every route (`GET /openapi.json`). */
+  openapi(): Record<string, unknown>;
   readonly store: Store;
   readonly aggregator: Aggregator;
   readonly hub: LiveHub;
@@ -208,7 +212,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       counters.settings,
       publicWritesFor(config.publicWrites, config.host, config.trustProxy),
     );
-    const pages: { notFound?: NotFoundOptions } = {};
+    const pages: { notFound?: NotFoundOptions; docs?: RouteDocs } = {};
     const app = createHttpServer(config, logger, metrics, cors, pages);
     app.addHook('preClose', async () => {
       for (const s of streams) s.end();
@@ -290,11 +294,12 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       flushIntervalMs: config.flushIntervalMs,
       frameAncestors: config.frameAncestors,
     });
+    await app.register(docsRoutes, { docs: pages.docs as RouteDocs });
     if (config.benchRoutes) {
       // The benchmark's ceiling: same framework, hooks, parser and serializer; no counting.
       app.post(
         '/api/v1/noop',
-        { schema: { response: { 202: valueReply } } },
+        { schema: { response: { 202: valueReply } }, config: { doc: NOOP_DOC } },
         async (_request, reply) => {
           reply.code(202);
           return { name: 'noop', value: 0 };
@@ -341,7 +346,19 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       lease.abandon();
       for (const lock of locks) lock.release();
     };
-    return { app, store, aggregator: agg, hub, metrics, counters, wal, close, abandon };
+    const docs = pages.docs as RouteDocs;
+    return {
+      app,
+      openapi: () => docs.document(),
+      store,
+      aggregator: agg,
+      hub,
+      metrics,
+      counters,
+      wal,
+      close,
+      abandon,
+    };
   } catch (err) {
     // A start that fails after the claim gives back what it took, so a retry can have them.
     await lease.release();
@@ -352,3 +369,10 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
 
 /** How long in-flight requests get to finish on close before their sockets are cut. */
 const CLOSE_GRACE_MS = 1000;
+
+const NOOP_DOC: RouteDoc = {
+  summary: 'The benchmark ceiling (TALLY_BENCH_ROUTES)',
+  description: 'Counts nothing: the same framework, hooks, parser and serializer as an increment.',
+  tag: 'Operations',
+  responses: { 202: json('Always the same answer', valueReply) },
+};

@@ -17,6 +17,7 @@ import { type Logger, requestLog } from '../obs/logger.js';
 import { countStatus, type Metrics } from '../obs/metrics.js';
 import type { CorsPolicy } from './cors.js';
 import { answerClientError, type NotFoundOptions, registerErrorHandling } from './errors.js';
+import { RouteDocs } from './openapi.js';
 
 /** Builds the server for one instance. */
 export function createHttpServer(
@@ -24,8 +25,11 @@ export function createHttpServer(
   logger: Logger,
   metrics: Metrics,
   cors: CorsPolicy,
-  /** Receives the not-found options, so the web routes can add the browser's 404 page. */
-  pages: { notFound?: NotFoundOptions } = {},
+  /**
+   * Receives the not-found options, so the web routes can add the browser's 404 page, and every
+   * route's description, for the OpenAPI document.
+   */
+  pages: { notFound?: NotFoundOptions; docs?: RouteDocs } = {},
 ): FastifyInstance {
   const app: FastifyInstance = Fastify({
     // No logger, and no child logger factory. Given a logger, Fastify listens for the end of every
@@ -83,7 +87,10 @@ export function createHttpServer(
   };
   pages.notFound = notFound;
   registerErrorHandling(app, logger, metrics, notFound);
+  const docs = new RouteDocs();
+  pages.docs = docs;
   app.addHook('onRoute', (route) => {
+    docs.add(route);
     let entry = patterns.get(route.url);
     if (entry === undefined) {
       entry = { re: routePattern(route.url), methods: new Set() };

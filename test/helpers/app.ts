@@ -5,10 +5,14 @@ import { createLogger } from '../../src/obs/logger.js';
 import { Metrics } from '../../src/obs/metrics.js';
 import type { Store } from '../../src/store/interface.js';
 import { MemoryStore } from '../../src/store/memory/index.js';
+import { checkAnswers } from './openapi-check.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
-/** In-process app; the write-ahead log is off unless `overrides` turns it on (with a dataDir). */
+/**
+ * In-process app; the write-ahead log is off unless `overrides` turns it on (with a dataDir).
+ * Its answers are checked against its OpenAPI document.
+ */
 export async function testApp(
   overrides: ConfigInput = {},
   store: Store = new MemoryStore(),
@@ -16,11 +20,14 @@ export async function testApp(
 ): Promise<Tally> {
   const config = loadConfig({}, { logFiles: false, flushIntervalMs: 20, wal: false, ...overrides });
   const { logger } = createLogger({ level: 'silent', stdout: false });
-  return buildApp(config, {
+  const tally = await buildApp(config, {
     store,
     logger,
     instanceId: config.instanceId ?? `test-${Math.random().toString(36).slice(2, 8)}`,
     metrics: new Metrics({ defaultMetrics: false }),
     ...deps,
   });
+  // Every answer the test sees is checked against the OpenAPI document (helpers/setup.ts).
+  checkAnswers(tally.app, () => tally.openapi());
+  return tally;
 }

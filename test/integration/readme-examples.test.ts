@@ -1,7 +1,8 @@
-// The README's Quick start examples, run as written against `tally serve` with its default of
-// one worker per core (only the address differs: the test's server is on a free port, so
-// `127.0.0.1:8080` becomes its address and the CLI gets it from TALLY_URL). Each line's comment
-// is the answer the README promises; the line must print exactly that.
+// The README's examples (the Quick start's and the API reference's), run as written against
+// `tally serve` with its default of one worker per core (only the address differs: the test's
+// server is on a free port, so `127.0.0.1:8080` becomes its address and the CLI gets it from
+// TALLY_URL). Each line's comment is the answer the README promises; the line must print exactly
+// that (a JSON answer with `…` may have more fields than it shows).
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,6 +12,8 @@ import { ROOT, type ServerProcess, startServer } from '../helpers/server-process
 import { tempDir } from '../helpers/tmp.js';
 
 const run = promisify(execFile);
+/** The admin token the API reference's examples start the server with. */
+const ADMIN_TOKEN = 'change-me-to-a-long-secret';
 const dir = tempDir('tally-readme');
 let server: ServerProcess;
 
@@ -18,6 +21,7 @@ beforeAll(async () => {
   server = await startServer(
     {
       TALLY_WORKERS: '0',
+      TALLY_ADMIN_TOKEN: ADMIN_TOKEN,
       TALLY_DATA_DIR: join(dir.path, 'data'),
       TALLY_SQLITE_PATH: join(dir.path, 'tally.db'),
     },
@@ -30,17 +34,16 @@ afterAll(async () => {
   dir.remove();
 });
 
-/** The Quick start's example commands: the second sh block after "## Quick start". */
-function quickStartExamples(): Array<{ command: string; expected: string | undefined }> {
+type Example = { command: string; expected: string | undefined };
+
+/** The example lines of the `n`th sh block of a README section. */
+function examples(section: string, next: string, n: number): Example[] {
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-  const section = readme.slice(
-    readme.indexOf('## Quick start'),
-    readme.indexOf('## API reference'),
-  );
-  const blocks = [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1] ?? '');
-  const examples = blocks[1];
-  if (examples === undefined) throw new Error('the Quick start has no example block');
-  return examples
+  const text = readme.slice(readme.indexOf(section), readme.indexOf(next));
+  const blocks = [...text.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1] ?? '');
+  const block = blocks[n];
+  if (block === undefined) throw new Error(`${section} has no example block ${n}`);
+  return block
     .trim()
     .split('\n')
     .map((line) => {
@@ -53,20 +56,34 @@ function quickStartExamples(): Array<{ command: string; expected: string | undef
     });
 }
 
-describe('the README Quick start', () => {
-  it('prints what each example line says it prints, whichever worker answers', async () => {
-    const examples = quickStartExamples();
-    expect(examples.length).toBeGreaterThanOrEqual(3);
-    expect(examples.every((e) => e.expected !== undefined)).toBe(true);
-    const address = server.url.replace('http://', '');
-    for (const { command, expected } of examples) {
-      const { stdout } = await run('sh', ['-c', command.replaceAll('127.0.0.1:8080', address)], {
-        cwd: ROOT,
-        env: { ...process.env, TALLY_URL: server.url },
-      });
-      if (expected?.startsWith('{')) {
-        expect(JSON.parse(stdout), command).toEqual(JSON.parse(expected));
-      } else expect(stdout.trim(), command).toBe(expected);
-    }
+async function runExamples(list: Example[]): Promise<void> {
+  expect(list.every((e) => e.expected !== undefined)).toBe(true);
+  const address = server.url.replace('http://', '');
+  for (const { command, expected } of list) {
+    const { stdout } = await run('sh', ['-c', command.replaceAll('127.0.0.1:8080', address)], {
+      cwd: ROOT,
+      env: { ...process.env, TALLY_URL: server.url, TALLY_ADMIN_TOKEN: ADMIN_TOKEN },
+    });
+    if (expected?.startsWith('{')) {
+      // `, …` (or `…`) stands for the fields the README leaves out.
+      const partial = expected.includes('…');
+      const shown = JSON.parse(expected.replace(/,?\s*…/g, ''));
+      if (partial) expect(JSON.parse(stdout), command).toMatchObject(shown);
+      else expect(JSON.parse(stdout), command).toEqual(shown);
+    } else expect(stdout.trim(), command).toBe(expected);
+  }
+}
+
+describe('the README', () => {
+  it('Quick start: prints what each example line says it prints, whichever worker answers', async () => {
+    const list = examples('## Quick start', '## API reference', 1);
+    expect(list.length).toBeGreaterThanOrEqual(3);
+    await runExamples(list);
+  });
+
+  it('API reference: prints what each example line says it prints', async () => {
+    const list = examples('## API reference', '### CLI', 0);
+    expect(list.length).toBeGreaterThanOrEqual(10);
+    await runExamples(list);
   });
 });

@@ -17,6 +17,7 @@ import {
   parseBadgeOptions,
 } from '../badges.js';
 import { toTallyError } from '../errors.js';
+import { object, PARAMS, type ParamDoc, type RouteDoc } from '../openapi.js';
 import { assertKey, assertPart } from '../parse.js';
 import type { ClientLimiter, LimitedRequest } from '../rate-limit.js';
 
@@ -139,8 +140,104 @@ export async function badgeRoutes(app: FastifyInstance, opts: BadgeRoutesOptions
     }
   }
 
-  const config = { config: { cors: true } } as const;
-  app.get('/badge/:ns/:file', config, badge);
+  app.get('/badge/:ns/:file', { config: { cors: true, doc: badgeDoc(true) } }, badge);
   // The default namespace, as the flat routes: /badge/page-home.svg.
-  app.get('/badge/:file', config, badge);
+  app.get('/badge/:file', { config: { cors: true, doc: badgeDoc(false) } }, badge);
+}
+
+const option = (description: string, schema: Record<string, unknown>): ParamDoc => ({
+  description,
+  schema,
+});
+
+/** The badge options (http/badges.ts), for the document. */
+export const BADGE_QUERY: Record<string, ParamDoc> = {
+  label: option('Left-hand text (up to 64 characters; empty for none)', {
+    type: 'string',
+    default: 'views',
+  }),
+  color: option('Right-hand color: a name (blue, brightgreen…), hex without #, or rgb()/hsl()', {
+    type: 'string',
+    default: 'blue',
+  }),
+  labelColor: option('Left-hand color', { type: 'string', default: 'grey' }),
+  style: option('Look', {
+    type: 'string',
+    enum: ['flat', 'flat-square', 'plastic', 'for-the-badge', 'social'],
+    default: 'flat',
+  }),
+  logo: option('A data:image/svg+xml;base64 or data:image/png;base64 URI', { type: 'string' }),
+  count: option('`false`: show the counter without counting this view', {
+    type: 'string',
+    enum: ['true', 'false', '1', '0'],
+    default: 'true',
+  }),
+  base: option('Added to the number shown (a count carried over from elsewhere)', {
+    type: 'integer',
+    default: 0,
+  }),
+  abbreviated: option('`true`: 1234 shows as 1.2k', {
+    type: 'string',
+    enum: ['true', 'false', '1', '0'],
+    default: 'false',
+  }),
+  show: option('What the number is (uniques need TALLY_UNIQUES)', {
+    type: 'string',
+    enum: ['total', 'uniques', 'uniques-today'],
+    default: 'total',
+  }),
+};
+
+function badgeDoc(namespaced: boolean): RouteDoc {
+  const file: ParamDoc = {
+    description:
+      'The key and the format: `<key>.svg`, or `<key>.json` for shields.io’s endpoint badge',
+    schema: { type: 'string', pattern: '\\.(svg|json)$' },
+    example: 'home.svg',
+  };
+  return {
+    summary: namespaced
+      ? 'Badge that counts a view'
+      : 'Badge that counts a view (default namespace)',
+    description:
+      'Counts one view (unless `count=false`) and draws the counter. Errors are drawn too (red, with the status and a `tally-error-code` header), so an `<img>` shows them; `.json` answers them as JSON. Never cached (GitHub camo).',
+    tag: 'Badges',
+    params: namespaced ? { ns: PARAMS.ns, file } : { file },
+    query: BADGE_QUERY,
+    responses: {
+      200: {
+        description: 'The badge',
+        content: {
+          'image/svg+xml': null,
+          'application/json': object(
+            {
+              schemaVersion: { const: 1 },
+              label: { type: 'string' },
+              message: { type: 'string' },
+              color: { type: 'string' },
+              labelColor: { type: 'string' },
+              style: { type: 'string' },
+            },
+            [],
+            "shields.io's endpoint schema",
+          ),
+        },
+      },
+    },
+    errors: [
+      'NOT_FOUND',
+      'INVALID_NAMESPACE',
+      'INVALID_QUERY',
+      'UNIQUES_OFF',
+      'RATE_LIMITED',
+      'KEY_REQUIRED',
+      'COUNTER_OVERFLOW',
+      'OVERLOADED',
+      'STORE_UNAVAILABLE',
+      'LOG_UNAVAILABLE',
+      'IDENTITY_CONFLICT',
+      'SHUTTING_DOWN',
+    ],
+    errorMedia: ['image/svg+xml'],
+  };
 }

@@ -19,6 +19,20 @@ import { decodeCursor, encodeCursor } from '../../store/interface.js';
 import { type Access, bearerOf } from '../access.js';
 import type { CorsPolicy } from '../cors.js';
 import { type IdempotencyKeys, parseIdempotencyKey, type SavedAnswer } from '../idempotency.js';
+import {
+  COMPONENTS,
+  CONSISTENCY,
+  IDEMPOTENCY_ERRORS,
+  IDEMPOTENCY_KEY,
+  json,
+  OWNER_ERRORS,
+  object,
+  PARAMS,
+  type ParamDoc,
+  type RouteDoc,
+  ref,
+  WRITE_ERRORS,
+} from '../openapi.js';
 import { asObject, assertBy, assertKey, assertName, assertPart, assertValue } from '../parse.js';
 import type { ClientLimiter, LimitedRequest } from '../rate-limit.js';
 
@@ -55,23 +69,9 @@ const SET_FIELDS = ['value'];
 const ITEM_FIELDS = ['name', 'by'];
 const CREATE_FIELDS = ['value', 'enable_reset', 'update_lowerbound', 'update_upperbound'];
 
-// Response schemas let fast-json-stringify serialise the hot routes.
-export const valueReply = {
-  type: 'object',
-  properties: {
-    name: { type: 'string' },
-    namespace: { type: 'string' },
-    key: { type: 'string' },
-    value: { type: 'number' },
-    stale: { type: 'boolean' },
-    uniques: {
-      type: 'object',
-      properties: { total: { type: 'number' }, today: { type: 'number' } },
-      required: ['total', 'today'],
-    },
-  },
-  required: ['name', 'value'],
-} as const;
+// The reading's schema lets fast-json-stringify serialise the hot routes; the same schema is
+// the OpenAPI document's `Reading`.
+export const valueReply = COMPONENTS.Reading;
 
 /**
  * How one family of routes names a counter: the flat routes (`/api/v1/counters/:name`, names in
@@ -80,6 +80,12 @@ export const valueReply = {
  */
 export interface Family {
   readonly path: string;
+  /** The path parameters, for the OpenAPI document. */
+  readonly params: Readonly<Record<string, ParamDoc>>;
+  /** The error code of a bad name in these params. */
+  readonly badName: 'INVALID_NAME' | 'INVALID_NAMESPACE';
+  /** How the document speaks of the counter, `counter "name"` or `key of a namespace`. */
+  readonly what: string;
   name(params: Params): string;
   /** The reply's fields naming the counter. */
   naming(name: string): Record<string, unknown>;
@@ -89,6 +95,9 @@ export interface Family {
 
 export const flat: Family = {
   path: '/api/v1/counters/:name',
+  params: { name: PARAMS.name },
+  badName: 'INVALID_NAME',
+  what: 'a counter by its flat name',
   name: (params) => assertName(params.name),
   naming: (name) => ({ name }),
   valued: (name, value) => ({ name, value }),
@@ -96,6 +105,9 @@ export const flat: Family = {
 
 export const namespaced: Family = {
   path: '/api/v1/namespaces/:ns/counters/:key',
+  params: { ns: PARAMS.ns, key: PARAMS.key },
+  badName: 'INVALID_NAMESPACE',
+  what: 'a counter by namespace and key',
   name: (params) => {
     const namespace = assertPart(params.ns);
     return counterName(namespace, assertKey(namespace, params.key));
@@ -142,10 +154,14 @@ export async function counterRoutes(
 
   function routes(family: Family): void {
     type Req = { Params: Params; Querystring: Record<string, unknown>; Body: unknown };
+    const docs = familyDocs(family);
 
     app.post<Req>(
       `${family.path}/increment`,
-      { schema: { response: { 200: valueReply, 202: valueReply } }, config: { cors: true } },
+      {
+        schema: { response: { 200: valueReply, 202: valueReply } },
+        config: { cors: true, doc: docs.increment },
+      },
       async (request, reply) => {
         const key = request.headers.authorization === undefined ? undefined : bearerOf(request);
         // First: a flood is refused before it costs any parsing, and nothing changes. Requests
@@ -195,7 +211,7 @@ export async function counterRoutes(
 
     app.get<Req>(
       family.path,
-      { schema: { response: { 200: valueReply } }, config: { cors: true } },
+      { schema: { response: { 200: valueReply } }, config: { cors: true, doc: docs.get } },
       async (request) => {
         const name = family.name(request.params);
         const consistency = parseConsistency(request.query);
@@ -207,7 +223,7 @@ export async function counterRoutes(
       },
     );
 
-    app.put<Req>(family.path, async (request) => {
+    app.put<Req>(family.path, { config: { doc: docs.set } }, async (request) => {
       const name = family.name(request.params);
       await access.owner(bearerOf(request), name, true);
       const body = asObject(request.body, SET_FIELDS);
@@ -218,7 +234,7 @@ export async function counterRoutes(
       return family.valued(name, value);
     });
 
-    app.delete<Req>(family.path, async (request) => {
+    app.delete<Req>(family.path, { config: { doc: docs.delete } }, async (request) => {
       const name = family.name(request.params);
       await access.owner(bearerOf(request), name);
       const deleted = await counters.delete(name);
@@ -226,58 +242,67 @@ export async function counterRoutes(
       return { ...family.naming(name), deleted };
     });
 
-    app.get<Req>(`${family.path}/info`, { config: { cors: true } }, async (request) => {
-      const name = family.name(request.params);
-      const found = await counters.describe(name);
-      if (found === undefined) throw new TallyError('COUNTER_NOT_FOUND');
-      const s = found.settings;
-      return {
-        ...family.naming(name),
-        value: found.value,
-        created: s?.created ?? null,
-        updated: found.touchedAt,
-        expires:
-          opts.expireIdleMs === undefined || found.touchedAt === null
-            ? null
-            : found.touchedAt + opts.expireIdleMs,
-        enable_reset: s?.enableReset ?? false,
-        update_lowerbound: s?.lowerBound ?? 1,
-        update_upperbound: s?.upperBound ?? 1,
-        has_key: s !== null,
-      };
-    });
+    app.get<Req>(
+      `${family.path}/info`,
+      { config: { cors: true, doc: docs.info } },
+      async (request) => {
+        const name = family.name(request.params);
+        const found = await counters.describe(name);
+        if (found === undefined) throw new TallyError('COUNTER_NOT_FOUND');
+        const s = found.settings;
+        return {
+          ...family.naming(name),
+          value: found.value,
+          created: s?.created ?? null,
+          updated: found.touchedAt,
+          expires:
+            opts.expireIdleMs === undefined || found.touchedAt === null
+              ? null
+              : found.touchedAt + opts.expireIdleMs,
+          enable_reset: s?.enableReset ?? false,
+          update_lowerbound: s?.lowerBound ?? 1,
+          update_upperbound: s?.upperBound ?? 1,
+          has_key: s !== null,
+        };
+      },
+    );
   }
 
   routes(flat);
   routes(namespaced);
 
-  app.post<KeyParams & { Body: unknown }>(namespaced.path, async (request, reply) => {
-    createLimiter?.take(request);
-    const namespace = assertPart(request.params.ns);
-    const key = assertKey(namespace, request.params.key);
-    const body = asObject(request.body, CREATE_FIELDS);
-    const options = parseCreate(body, 0, { lowerBound: 1, upperBound: 1 });
-    await access.create(bearerOf(request), namespace);
-    const name = counterName(namespace, key);
-    const created = await createCounter(counters, name, options);
-    if (created === undefined) throw new TallyError('COUNTER_EXISTS');
-    requestLog(logger, request).info({ counter: name }, 'counter created');
-    // The admin key is in this answer: no cache may keep it.
-    reply.code(201).header('cache-control', 'no-store');
-    return {
-      name,
-      namespace,
-      key,
-      value: options.value,
-      admin_key: created,
-      enable_reset: options.enableReset,
-      update_lowerbound: options.lowerBound,
-      update_upperbound: options.upperBound,
-    };
-  });
+  app.post<KeyParams & { Body: unknown }>(
+    namespaced.path,
+    { config: { doc: CREATE_DOC } },
+    async (request, reply) => {
+      createLimiter?.take(request);
+      const namespace = assertPart(request.params.ns);
+      const key = assertKey(namespace, request.params.key);
+      const body = asObject(request.body, CREATE_FIELDS);
+      const options = parseCreate(body, 0, { lowerBound: 1, upperBound: 1 });
+      await access.create(bearerOf(request), namespace);
+      const name = counterName(namespace, key);
+      const created = await createCounter(counters, name, options);
+      if (created === undefined) throw new TallyError('COUNTER_EXISTS');
+      requestLog(logger, request).info({ counter: name }, 'counter created');
+      // The admin key is in this answer: no cache may keep it.
+      reply.code(201).header('cache-control', 'no-store');
+      return {
+        name,
+        namespace,
+        key,
+        value: options.value,
+        admin_key: created,
+        enable_reset: options.enableReset,
+        update_lowerbound: options.lowerBound,
+        update_upperbound: options.upperBound,
+      };
+    },
+  );
 
   app.post<{ Params: { ns: string }; Body: unknown }>(
     '/api/v1/namespaces/:ns',
+    { config: { doc: CLAIM_DOC } },
     async (request, reply) => {
       createLimiter?.take(request);
       const namespace = assertPart(request.params.ns);
@@ -314,7 +339,7 @@ export async function counterRoutes(
 
   app.post<{ Body: unknown; Querystring: Record<string, unknown> }>(
     '/api/v1/increments',
-    { config: { cors: true } },
+    { config: { cors: true, doc: BATCH_DOC } },
     async (request, reply) => {
       const key = bearerOf(request);
       if (key === undefined) limiter?.take(request);
@@ -343,7 +368,7 @@ export async function counterRoutes(
 
   app.get<{ Querystring: Record<string, unknown> }>(
     '/api/v1/counters',
-    { config: { cors: true } },
+    { config: { cors: true, doc: LIST_DOC } },
     async (request) => {
       const q = request.query;
       const prefix = q.prefix === undefined ? '' : q.prefix;
@@ -359,7 +384,7 @@ export async function counterRoutes(
 
   app.get<{ Params: { ns: string }; Querystring: Record<string, unknown> }>(
     '/api/v1/namespaces/:ns/counters',
-    { config: { cors: true } },
+    { config: { cors: true, doc: NAMESPACE_LIST_DOC } },
     async (request) => {
       const namespace = assertPart(request.params.ns);
       // Default-namespace names are the flat ones: the whole index, without namespaced names
@@ -492,3 +517,233 @@ function parseBatch(raw: unknown): Increment[] {
   }
   return items;
 }
+
+// -- the OpenAPI descriptions of these routes (http/openapi.ts) --
+
+const KEY_AUTH =
+  'A keyless client may add what the counter allows (1 unless it was created with other update bounds; TALLY_PUBLIC_WRITES). ' +
+  "Anything else needs `Authorization: Bearer` with the counter's admin key, its namespace key or the admin token.";
+
+/** The descriptions of one family's routes. */
+function familyDocs(
+  family: Family,
+): Record<'increment' | 'get' | 'set' | 'delete' | 'info', RouteDoc> {
+  const reading = ref('Reading');
+  const base = { tag: 'Counters', params: family.params } as const;
+  const bad = family.badName;
+  return {
+    increment: {
+      ...base,
+      summary: `Increment ${family.what}`,
+      description: `Adds \`by\` (default 1) to the counter, creating it at 0 first if it does not exist. ${KEY_AUTH} Send an \`Idempotency-Key\` to retry safely.`,
+      auth: 'optional',
+      query: { consistency: CONSISTENCY },
+      headers: { 'Idempotency-Key': IDEMPOTENCY_KEY },
+      body: object({ by: { type: 'integer', minimum: -1e15, maximum: 1e15, default: 1 } }, ['by']),
+      bodyOptional: true,
+      responses: {
+        200: json('Stored (`consistency=strong`): the value after this increment', reading),
+        202: json(
+          "Accepted (eventual): this instance's estimate of the value, stored within the flush interval",
+          reading,
+        ),
+      },
+      errors: [
+        bad,
+        'INVALID_NUMBER',
+        'NUMBER_OUT_OF_RANGE',
+        'INVALID_QUERY',
+        'RATE_LIMITED',
+        ...OWNER_ERRORS,
+        ...WRITE_ERRORS,
+        ...IDEMPOTENCY_ERRORS,
+      ],
+    },
+    get: {
+      ...base,
+      summary: `Read ${family.what}`,
+      description:
+        'Eventual (default): the last stored value plus what this host has accepted and not yet stored. Strong: stores what this host holds first, then reads the store. A counter never written reads 0.',
+      query: { consistency: CONSISTENCY },
+      responses: { 200: json('The value', reading) },
+      errors: [bad, 'INVALID_QUERY', 'STORE_UNAVAILABLE', 'NOT_CONFIRMED', 'OVERLOADED'],
+    },
+    set: {
+      ...base,
+      summary: `Set ${family.what}`,
+      description:
+        'Sets the value. Increments acknowledged before the set are applied before it. Needs the admin token, or the key of a counter created with `enable_reset`.',
+      auth: 'key',
+      body: object({ value: { type: 'integer', minimum: -(2 ** 53 - 1), maximum: 2 ** 53 - 1 } }),
+      responses: { 200: json('The value set', reading) },
+      errors: [bad, 'INVALID_NUMBER', 'NUMBER_OUT_OF_RANGE', ...OWNER_ERRORS, ...WRITE_ERRORS],
+    },
+    delete: {
+      ...base,
+      summary: `Delete ${family.what}`,
+      description:
+        'Deletes the counter, its settings and its history. Needs the admin token or its key.',
+      auth: 'key',
+      responses: {
+        200: json(
+          'Done; `deleted` says whether it existed',
+          object({ ...namingSchema, deleted: { type: 'boolean' } }, ['namespace', 'key']),
+        ),
+      },
+      errors: [bad, ...OWNER_ERRORS, ...WRITE_ERRORS],
+    },
+    info: {
+      ...base,
+      summary: `Describe ${family.what}`,
+      description: 'The value and settings of a counter that exists (404 otherwise).',
+      responses: { 200: json('The counter', ref('CounterInfo')) },
+      errors: [bad, 'COUNTER_NOT_FOUND', 'STORE_UNAVAILABLE'],
+    },
+  };
+}
+
+const namingSchema = {
+  name: { type: 'string' },
+  namespace: { type: 'string' },
+  key: { type: 'string' },
+};
+
+const CREATE_DOC: RouteDoc = {
+  summary: 'Create a counter with an admin key',
+  description:
+    'Creates `namespace/key` with its settings and answers its admin key, once (keep it). In a claimed namespace, only its key or the admin token may create.',
+  tag: 'Namespaces',
+  params: { ns: PARAMS.ns, key: PARAMS.key },
+  auth: 'optional',
+  body: object(
+    {
+      value: { type: 'integer', default: 0, description: 'The starting value' },
+      enable_reset: { type: 'boolean', default: false, description: 'Whether its key may set it' },
+      update_lowerbound: { type: 'integer', default: 1, description: 'Smallest keyless increment' },
+      update_upperbound: { type: 'integer', default: 1, description: 'Largest keyless increment' },
+    },
+    ['value', 'enable_reset', 'update_lowerbound', 'update_upperbound'],
+  ),
+  bodyOptional: true,
+  responses: {
+    201: json(
+      'Created',
+      object({
+        ...namingSchema,
+        value: { type: 'integer' },
+        admin_key: { type: 'string', description: "The counter's key: shown once" },
+        enable_reset: { type: 'boolean' },
+        update_lowerbound: { type: 'integer' },
+        update_upperbound: { type: 'integer' },
+      }),
+    ),
+  },
+  errors: [
+    'INVALID_NAMESPACE',
+    'INVALID_NUMBER',
+    'NUMBER_OUT_OF_RANGE',
+    'COUNTER_EXISTS',
+    'RATE_LIMITED',
+    ...OWNER_ERRORS,
+    'STORE_UNAVAILABLE',
+    'SHUTTING_DOWN',
+  ],
+};
+
+const CLAIM_DOC: RouteDoc = {
+  summary: 'Claim a namespace',
+  description:
+    'Claims an unused namespace and answers its key, once: from then on only that key (or the admin token) may create, set or delete its counters. Only the admin token may claim `default` or a namespace with counters.',
+  tag: 'Namespaces',
+  params: { ns: PARAMS.ns },
+  auth: 'optional',
+  body: object({}, [], 'No fields'),
+  bodyOptional: true,
+  responses: {
+    201: json(
+      'Claimed',
+      object({
+        namespace: { type: 'string' },
+        namespace_key: { type: 'string', description: 'Shown once' },
+      }),
+    ),
+  },
+  errors: [
+    'INVALID_NAMESPACE',
+    'NAMESPACE_TAKEN',
+    'FORBIDDEN',
+    'RATE_LIMITED',
+    'STORE_UNAVAILABLE',
+  ],
+};
+
+const BATCH_DOC: RouteDoc = {
+  summary: 'Increment many counters at once',
+  description:
+    'Up to 1000 increments in one request, applied together. Needs a key covering every counter unless TALLY_PUBLIC_WRITES=open.',
+  tag: 'Counters',
+  auth: 'key',
+  query: { consistency: CONSISTENCY },
+  headers: { 'Idempotency-Key': IDEMPOTENCY_KEY },
+  body: object({
+    increments: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 1000,
+      items: object(
+        {
+          name: { type: 'string', description: 'A flat name or `namespace/key`' },
+          by: { type: 'integer', default: 1 },
+        },
+        ['by'],
+      ),
+    },
+  }),
+  responses: {
+    200: json('Stored (strong)', object({ accepted: { type: 'integer' } })),
+    202: json('Accepted (eventual)', object({ accepted: { type: 'integer' } })),
+  },
+  errors: [
+    'INVALID_NAME',
+    'INVALID_NUMBER',
+    'NUMBER_OUT_OF_RANGE',
+    'INVALID_QUERY',
+    'BATCH_TOO_LARGE',
+    'RATE_LIMITED',
+    ...OWNER_ERRORS,
+    ...WRITE_ERRORS,
+    ...IDEMPOTENCY_ERRORS,
+  ],
+};
+
+const PAGE_QUERY: Record<string, ParamDoc> = {
+  limit: {
+    description: 'Page size, 1-1000',
+    schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+  },
+  cursor: { description: "The previous page's `nextCursor`", schema: { type: 'string' } },
+};
+
+const LIST_DOC: RouteDoc = {
+  summary: 'List counters',
+  description: 'Every counter in name order, a page at a time.',
+  tag: 'Counters',
+  query: {
+    prefix: {
+      description: 'Only names starting with this',
+      schema: { type: 'string', maxLength: 128 },
+    },
+    ...PAGE_QUERY,
+  },
+  responses: { 200: json('A page of counters', ref('CounterPage')) },
+  errors: ['INVALID_QUERY', 'STORE_UNAVAILABLE'],
+};
+
+const NAMESPACE_LIST_DOC: RouteDoc = {
+  summary: "List a namespace's counters",
+  tag: 'Namespaces',
+  params: { ns: PARAMS.ns },
+  query: PAGE_QUERY,
+  responses: { 200: json('A page of counters', ref('CounterPage')) },
+  errors: ['INVALID_NAMESPACE', 'INVALID_QUERY', 'STORE_UNAVAILABLE'],
+};

@@ -2,9 +2,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { CounterService } from '../../counters/service.js';
 import { counterName } from '../../domain.js';
+import type { ErrorCode } from '../../errors.js';
 import type { LiveHub } from '../../live/hub.js';
 import { type EventStream, openEventStream } from '../../live/sse.js';
 import type { CorsPolicy } from '../cors.js';
+import { media, PARAMS, type ParamDoc, type RouteDoc } from '../openapi.js';
 import { assertKey, assertName, assertPart } from '../parse.js';
 import type { StreamSlots } from '../stream-slots.js';
 
@@ -24,20 +26,25 @@ export async function eventRoutes(app: FastifyInstance, opts: EventRoutesOptions
   opts.cors.preflight(app, '/api/v1/namespaces/:ns/counters/:key/events', ['GET']);
 
   // The same stream for a flat name and for `namespace/key` (frames name the stored name).
-  const routes: Array<[string, (params: Record<string, string>) => string]> = [
-    ['/api/v1/counters/:name/events', (params) => assertName(params.name)],
+  const routes: Array<[string, (params: Record<string, string>) => string, RouteDoc]> = [
+    [
+      '/api/v1/counters/:name/events',
+      (params) => assertName(params.name),
+      eventsDoc({ name: PARAMS.name }, 'INVALID_NAME'),
+    ],
     [
       '/api/v1/namespaces/:ns/counters/:key/events',
       (params) => {
         const namespace = assertPart(params.ns);
         return counterName(namespace, assertKey(namespace, params.key));
       },
+      eventsDoc({ ns: PARAMS.ns, key: PARAMS.key }, 'INVALID_NAMESPACE'),
     ],
   ];
-  for (const [path, nameOf] of routes) {
+  for (const [path, nameOf, doc] of routes) {
     app.get<{ Params: Record<string, string> }>(
       path,
-      { config: { cors: true } },
+      { config: { cors: true, doc } },
       async (request, reply) => {
         const name = nameOf(request.params);
         const slot = opts.slots.take(request.ip);
@@ -82,4 +89,16 @@ export async function eventRoutes(app: FastifyInstance, opts: EventRoutesOptions
       },
     );
   }
+}
+
+function eventsDoc(params: Record<string, ParamDoc>, bad: ErrorCode): RouteDoc {
+  return {
+    summary: 'Live value (Server-Sent Events)',
+    description:
+      'A stream of `value` events, `{"name", "value"}`: the value now, then each change (at most about one per TALLY_LIVE_THROTTLE_MS per counter, from every instance). Comments keep the connection open. Works with `EventSource`.',
+    tag: 'Live',
+    params,
+    responses: { 200: media('The event stream', 'text/event-stream') },
+    errors: [bad, 'TOO_MANY_SSE_CLIENTS', 'TOO_MANY_STREAMS', 'SHUTTING_DOWN'],
+  };
 }

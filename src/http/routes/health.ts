@@ -5,6 +5,7 @@ import type { Aggregator } from '../../aggregator/index.js';
 import type { SiblingBus } from '../../live/bus.js';
 import type { Metrics } from '../../obs/metrics.js';
 import type { Store } from '../../store/interface.js';
+import { json, media, object, type RouteDoc } from '../openapi.js';
 
 export interface HealthRoutesOptions {
   readonly store: Store;
@@ -27,9 +28,9 @@ const PING_TIMEOUT_MS = 1000;
 export async function healthRoutes(app: FastifyInstance, opts: HealthRoutesOptions): Promise<void> {
   const { store, aggregator, metrics } = opts;
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/healthz', { config: { doc: HEALTH_DOC } }, async () => ({ status: 'ok' }));
 
-  app.get('/readyz', async (_request, reply) => {
+  app.get('/readyz', { config: { doc: READY_DOC } }, async (_request, reply) => {
     const problems: string[] = [];
     if (opts.closing()) problems.push('shutting down');
     try {
@@ -73,7 +74,7 @@ export async function healthRoutes(app: FastifyInstance, opts: HealthRoutesOptio
   // between scrapes; gauges summed too (pending work, streams), except `tally_store_up`, the
   // lowest (one worker cut off from the store shows). Workers that do not answer within 2 s
   // are left out of that scrape.
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', { config: { doc: METRICS_DOC } }, async (_request, reply) => {
     own();
     reply.header('content-type', metrics.registry.contentType);
     if (siblings?.siblingMetrics === undefined) return metrics.registry.metrics();
@@ -102,3 +103,37 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
     );
   });
 }
+
+const HEALTH_DOC: RouteDoc = {
+  summary: 'Liveness',
+  description: 'Answers while the process runs, whatever the store does.',
+  tag: 'Operations',
+  responses: { 200: json('Alive', object({ status: { const: 'ok' } })) },
+};
+
+const readiness = object({
+  status: { enum: ['ready', 'unavailable'] },
+  problems: { type: 'array', items: { type: 'string' }, description: 'Why it is not ready' },
+  store: { type: 'string', description: 'The store kind' },
+  aggregator: { type: 'string', description: 'The aggregation strategy' },
+  instanceId: { type: 'string' },
+  writerId: { type: 'string', description: 'The instance id and its epoch, as batches name it' },
+  pending: { type: 'integer', description: 'Counters with deltas waiting to be sent' },
+  flushFailures: { type: 'integer', description: 'Flushes failed in a row' },
+});
+
+const READY_DOC: RouteDoc = {
+  summary: 'Readiness',
+  description:
+    'Ready when the store answers a ping within 1 s, the write-ahead log and the instance lease are sound, and flushes are not failing (TALLY_READY_MAX_FLUSH_FAILURES). A load balancer sends traffic only to ready instances.',
+  tag: 'Operations',
+  responses: { 200: json('Ready', readiness), 503: json('Not ready, and why', readiness) },
+};
+
+const METRICS_DOC: RouteDoc = {
+  summary: 'Prometheus metrics',
+  description:
+    "Prometheus text format. Under `tally serve` with several workers, the host's totals: whichever worker answers sums its siblings'.",
+  tag: 'Operations',
+  responses: { 200: media('Metrics (text format 0.0.4)', 'text/plain') },
+};

@@ -8,8 +8,9 @@ import { splitName } from '../../domain.js';
 import { TallyError } from '../../errors.js';
 import { type Granularity, MAX_BUCKETS, RETENTION_MS } from '../../store/history.js';
 import type { CorsPolicy } from '../cors.js';
+import { json, object, PARAMS, type RouteDoc, ref } from '../openapi.js';
 import { assertPart, queryInteger } from '../parse.js';
-import { flat, namespaced } from './counters.js';
+import { type Family, flat, namespaced } from './counters.js';
 
 export interface HistoryRoutesOptions {
   readonly counters: CounterService;
@@ -117,7 +118,6 @@ export async function historyRoutes(
   }
 
   const topPath = '/api/v1/namespaces/:ns/top';
-  const config = { config: { cors: true } } as const;
   cors.preflight(app, topPath, ['GET']);
   // Both families of counter routes, named as the counters routes name them.
   for (const family of [flat, namespaced]) {
@@ -125,12 +125,13 @@ export async function historyRoutes(
     cors.preflight(app, path, ['GET']);
     app.get<{ Params: Record<string, string | undefined>; Querystring: Query }>(
       path,
-      config,
+      { config: { cors: true, doc: historyDoc(family) } },
       (request, reply) => answer(family.name(request.params), request.query, reply),
     );
   }
 
-  app.get<{ Params: { ns: string }; Querystring: Query }>(topPath, config, async (request) => {
+  const top = { config: { cors: true, doc: TOP_DOC } } as const;
+  app.get<{ Params: { ns: string }; Querystring: Query }>(topPath, top, async (request) => {
     const namespace = assertPart(request.params.ns);
     const q = request.query;
     const by = q.by ?? 'total';
@@ -149,3 +150,83 @@ export async function historyRoutes(
     };
   });
 }
+
+const TIME = {
+  anyOf: [
+    { type: 'string', pattern: '^\\d{1,15}$', description: 'ms since the epoch' },
+    { type: 'string', description: 'An ISO 8601 date or date-time (UTC unless it has a zone)' },
+  ],
+};
+
+function historyDoc(family: Family): RouteDoc {
+  return {
+    summary: 'History in buckets',
+    description:
+      'The sums of increments per minute (kept 48 hours), hour (90 days) or day (TALLY_HISTORY_DAYS), every bucket of the range, zeros included. Buckets are UTC and land at the time their batch was cut.',
+    tag: 'History',
+    params: family.params,
+    query: {
+      granularity: {
+        description: 'Bucket size',
+        schema: { type: 'string', enum: ['minute', 'hour', 'day'], default: 'hour' },
+      },
+      from: {
+        description: 'Start (default: an hour, 48 hours or 30 days before `to`)',
+        schema: TIME,
+      },
+      to: { description: 'End (default: now)', schema: TIME },
+      format: {
+        description: 'JSON or CSV (`start,count[,uniques]`)',
+        schema: { type: 'string', enum: ['json', 'csv'], default: 'json' },
+      },
+    },
+    responses: {
+      200: {
+        description: 'The buckets',
+        content: { 'application/json': ref('History'), 'text/csv': null },
+      },
+    },
+    errors: [family.badName, 'INVALID_QUERY', 'STORE_UNAVAILABLE'],
+  };
+}
+
+const TOP_DOC: RouteDoc = {
+  summary: "A namespace's top counters",
+  description: 'Ranked by value, or by the sum of one UTC day’s increments.',
+  tag: 'History',
+  params: { ns: PARAMS.ns },
+  query: {
+    by: {
+      description: 'Rank by total value or by one day',
+      schema: { type: 'string', enum: ['total', 'day'], default: 'total' },
+    },
+    limit: {
+      description: 'How many, 1-100',
+      schema: { type: 'integer', minimum: 1, maximum: 100, default: 10 },
+    },
+    day: { description: 'The day for `by=day` (default today)', schema: TIME },
+  },
+  responses: {
+    200: json(
+      'The ranking',
+      object(
+        {
+          namespace: { type: 'string' },
+          by: { enum: ['total', 'day'] },
+          day: { type: 'string', description: 'YYYY-MM-DD (by=day)' },
+          items: {
+            type: 'array',
+            items: object({
+              name: { type: 'string' },
+              namespace: { type: 'string' },
+              key: { type: 'string' },
+              value: { type: 'integer' },
+            }),
+          },
+        },
+        ['day'],
+      ),
+    ),
+  },
+  errors: ['INVALID_NAMESPACE', 'INVALID_QUERY', 'STORE_UNAVAILABLE'],
+};

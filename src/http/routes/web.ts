@@ -6,6 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { counterName, isValidName } from '../../domain.js';
 import { TallyError } from '../../errors.js';
 import type { NotFoundOptions } from '../errors.js';
+import { media, PARAMS, type ResponseDoc, type RouteDoc } from '../openapi.js';
 import { assertKey, assertPart } from '../parse.js';
 
 export interface WebRoutesOptions {
@@ -62,7 +63,13 @@ const VENDOR_ASSETS = [
 ] as const;
 const requireFrom = createRequire(import.meta.url).resolve;
 /** Templates are pages, never assets. */
-const TEMPLATES = ['counter.html', 'dashboard.html', 'embed.html', 'not-found.html'] as const;
+const TEMPLATES = [
+  'counter.html',
+  'dashboard.html',
+  'docs.html',
+  'embed.html',
+  'not-found.html',
+] as const;
 type Template = (typeof TEMPLATES)[number];
 
 // Everything the pages load comes from this origin; no inline script or style is needed.
@@ -110,6 +117,7 @@ export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): P
   // Rendering at startup also proves every template and asset link before the first request.
   const home = render('counter.html', counterVars(defaultCounter));
   const dashboard = render('dashboard.html', {});
+  const docsPage = render('docs.html', {});
   // One 404 page, two wordings: a counter page for a name that cannot be one, and any path.
   const notFoundPage = (what: string, counter: boolean) => {
     const shown = what.length > 80 ? `${what.slice(0, 80)}…` : what;
@@ -130,7 +138,7 @@ export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): P
     });
   }
   // Browsers ask for /favicon.ico whatever the page links: send them to the SVG.
-  app.get('/favicon.ico', async (_request, reply) =>
+  app.get('/favicon.ico', { config: { doc: FAVICON_DOC } }, async (_request, reply) =>
     reply
       .header('cache-control', 'public, max-age=86400')
       .redirect(`/assets/favicon.svg?v=${(assets.get('favicon.svg') as Asset).version}`, 301),
@@ -149,29 +157,41 @@ export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): P
   };
 
   const embeddable = pageHeaders(opts.frameAncestors ?? 'none');
-  app.get('/', async (request, reply) => sendPage(request, reply, home, true, embeddable));
-  app.get('/dashboard', async (request, reply) => sendPage(request, reply, dashboard));
-  app.get<{ Params: { '*': string } }>('/c/*', async (request, reply) => {
-    const name = request.params['*'];
-    // Cast: a failed guard on a string would narrow `name` to never.
-    if (!isValidName(name as unknown)) {
-      reply.code(404).header('cache-control', 'no-store');
-      return sendPage(request, reply, notFoundPage(name, true), false);
-    }
-    const counterPage = cachedPage(`c ${name}`, () => render('counter.html', counterVars(name)));
-    return sendPage(request, reply, counterPage, true, embeddable);
-  });
+  app.get('/', { config: { doc: HOME_DOC } }, async (request, reply) =>
+    sendPage(request, reply, home, true, embeddable),
+  );
+  app.get('/dashboard', { config: { doc: DASHBOARD_DOC } }, async (request, reply) =>
+    sendPage(request, reply, dashboard),
+  );
+  app.get('/docs', { config: { doc: DOCS_DOC } }, async (request, reply) =>
+    sendPage(request, reply, docsPage),
+  );
+  app.get<{ Params: { '*': string } }>(
+    '/c/*',
+    { config: { doc: COUNTER_PAGE_DOC } },
+    async (request, reply) => {
+      const name = request.params['*'];
+      // Cast: a failed guard on a string would narrow `name` to never.
+      if (!isValidName(name as unknown)) {
+        reply.code(404).header('cache-control', 'no-store');
+        return sendPage(request, reply, notFoundPage(name, true), false);
+      }
+      const counterPage = cachedPage(`c ${name}`, () => render('counter.html', counterVars(name)));
+      return sendPage(request, reply, counterPage, true, embeddable);
+    },
+  );
 
   // The embed (issue 14): /embed.js for any site's pages, /embed/:ns/:key as an iframe. Both are
   // meant for other sites: the iframe page may be framed by anyone (a +1 is public anyway).
   const embedScript = assets.get('embed.js') as Asset;
-  app.get('/embed.js', async (request, reply) => {
+  app.get('/embed.js', { config: { doc: EMBED_SCRIPT_DOC } }, async (request, reply) => {
     reply.header('access-control-allow-origin', '*');
     return sendAsset(request, reply, embedScript, 'public, max-age=300');
   });
   const framed = pageHeaders('*');
   app.get<{ Params: { ns: string; key: string }; Querystring: Record<string, unknown> }>(
     '/embed/:ns/:key',
+    { config: { doc: EMBED_DOC } },
     async (request, reply) => {
       const { ns, key } = request.params;
       const mode = request.query.mode ?? 'views';
@@ -194,6 +214,7 @@ export async function webRoutes(app: FastifyInstance, opts: WebRoutesOptions): P
 
   app.get<{ Params: { file: string }; Querystring: { v?: unknown } }>(
     '/assets/:file',
+    { config: { doc: ASSET_DOC } },
     async (request, reply) => {
       // Lookup in the in-memory table only: no path from the URL ever reaches the file system.
       const asset = assets.get(request.params.file);
@@ -295,3 +316,94 @@ async function loadFolder(
 function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
+
+// -- the OpenAPI descriptions of these routes (http/openapi.ts) --
+
+const PAGE: ResponseDoc = media('The page', 'text/html');
+const NOT_MODIFIED: ResponseDoc = { description: 'Not modified (If-None-Match names its ETag)' };
+
+const HOME_DOC: RouteDoc = {
+  summary: 'The click page',
+  description: 'A page with one button counting the default counter (TALLY_DEFAULT_COUNTER), live.',
+  tag: 'Pages',
+  responses: { 200: PAGE, 304: NOT_MODIFIED },
+};
+const DASHBOARD_DOC: RouteDoc = {
+  summary: 'The dashboard',
+  description: 'Every counter, live, with charts; admin actions with the admin token.',
+  tag: 'Pages',
+  responses: { 200: PAGE, 304: NOT_MODIFIED },
+};
+const DOCS_DOC: RouteDoc = {
+  summary: 'This reference, interactive',
+  description: 'Every operation of /openapi.json, with a form to try it against this server.',
+  tag: 'Operations',
+  responses: { 200: PAGE, 304: NOT_MODIFIED },
+};
+const COUNTER_PAGE_DOC: RouteDoc = {
+  summary: "A counter's click page",
+  description:
+    'The click page for any counter: `/c/<name>`, namespaced names included (`/c/blog/post-1`).',
+  tag: 'Pages',
+  params: { '*': { ...PARAMS.name, description: 'A counter name or `namespace/key`' } },
+  responses: {
+    200: PAGE,
+    304: NOT_MODIFIED,
+    404: media('Not a counter name: a page saying so', 'text/html'),
+  },
+};
+const EMBED_SCRIPT_DOC: RouteDoc = {
+  summary: 'The embed script',
+  description:
+    'For any site: `<script src="…/embed.js" async></script>` fills each `[data-tally]` element with a live count or a like button (docs in the README, "Badges and embeds").',
+  tag: 'Pages',
+  responses: { 200: media('The script', 'text/javascript'), 304: NOT_MODIFIED },
+};
+const EMBED_DOC: RouteDoc = {
+  summary: 'The embed as an iframe',
+  description: 'A page for an `<iframe>`: a counted view, or a like button. Any site may frame it.',
+  tag: 'Pages',
+  params: { ns: PARAMS.ns, key: PARAMS.key },
+  query: {
+    mode: {
+      description: 'Count views, or a like button',
+      schema: { type: 'string', enum: ['views', 'like'], default: 'views' },
+    },
+    label: {
+      description: 'The like button’s label, up to 32 characters',
+      schema: { type: 'string', default: '♥' },
+    },
+  },
+  responses: { 200: PAGE, 304: NOT_MODIFIED },
+  errors: ['INVALID_NAMESPACE', 'INVALID_QUERY'],
+};
+const ASSET_DOC: RouteDoc = {
+  summary: 'A page asset',
+  description:
+    'Scripts, styles and images of the pages, from memory. With `?v=<version>` (as the pages link them) cached for good.',
+  tag: 'Pages',
+  params: {
+    file: { description: 'The file name', schema: { type: 'string' }, example: 'tally.css' },
+  },
+  query: { v: { description: "The asset's version (content hash)", schema: { type: 'string' } } },
+  responses: {
+    200: media(
+      'The file',
+      'text/css',
+      'text/javascript',
+      'image/svg+xml',
+      'image/png',
+      'image/x-icon',
+      'application/manifest+json',
+    ),
+    304: NOT_MODIFIED,
+  },
+  errors: ['NOT_FOUND'],
+};
+const FAVICON_DOC: RouteDoc = {
+  summary: 'The favicon',
+  tag: 'Pages',
+  responses: {
+    301: { description: 'Moved to /assets/favicon.svg', headers: { location: 'The icon' } },
+  },
+};

@@ -14,6 +14,13 @@ import { queryInteger } from '../../parse.js';
 import { sendBadge, sendErrorBadge } from '../badges.js';
 import { createCounter } from '../counters.js';
 import {
+  ABACUS_HEALTH_DOC,
+  ABACUS_STATS_DOC,
+  type AbacusOp,
+  abacusDoc,
+  abacusShieldDoc,
+} from './docs.js';
+import {
   COMPAT_NAME_RE,
   CompatError,
   type CompatOptions,
@@ -21,7 +28,6 @@ import {
   compatErrors,
   goDuration,
   type CompatPath as Path,
-  publicRoute,
   type CompatRequest as Req,
   resolveReserved,
   sendJsonp,
@@ -50,22 +56,26 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
   /** Both forms of a route: `/op/:ns/:key`, and `/op/:key` in the default namespace. */
   function route(
     methods: ('GET' | 'POST')[],
-    op: string,
+    op: AbacusOp,
     handler: (request: Req, reply: FastifyReply) => Promise<unknown>,
     single = true,
     cors = true,
   ) {
     // Token routes (set, reset, update, delete) answer no CORS: like Tally's own admin routes,
     // a page on another origin cannot call them.
-    const options = cors ? publicRoute : {};
+    const config = (namespaced: boolean) => ({
+      config: { ...(cors ? { cors: true } : {}), doc: abacusDoc(op, namespaced) },
+    });
     for (const method of methods) {
-      app.route({ method, url: `/${op}/:ns/:key`, ...options, handler: handler as never });
-      if (single) app.route({ method, url: `/${op}/:key`, ...options, handler: handler as never });
+      app.route({ method, url: `/${op}/:ns/:key`, ...config(true), handler: handler as never });
+      if (single) {
+        app.route({ method, url: `/${op}/:key`, ...config(false), handler: handler as never });
+      }
     }
   }
 
   /** A POST route that needs the counter's token, without CORS. */
-  function tokenRoute(op: string, handler: (request: Req) => Promise<unknown>) {
+  function tokenRoute(op: AbacusOp, handler: (request: Req) => Promise<unknown>) {
     route(['POST'], op, handler, true, false);
   }
 
@@ -232,7 +242,7 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
   for (const op of ['hit', 'get'] as const) {
     app.get<{ Params: { ns: string; key: string }; Querystring: Record<string, unknown> }>(
       `/${op}/:ns/:key/shield`,
-      publicRoute,
+      { config: { cors: true, doc: abacusShieldDoc(op) } },
       async (request, reply) => {
         try {
           if (op === 'hit') limiter?.take(request);
@@ -287,7 +297,7 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
     if (latest !== undefined && latest !== found?.value) stream.send('value', { value: latest });
   });
 
-  app.get('/stats', publicRoute, async () => ({
+  app.get('/stats', { config: { cors: true, doc: ABACUS_STATS_DOC } }, async () => ({
     commands: { ...commands },
     db_uptime: '',
     db_version: '',
@@ -301,7 +311,7 @@ export async function abacusRoutes(app: FastifyInstance, opts: CompatOptions): P
     version: VERSION,
   }));
 
-  app.get('/healthcheck', publicRoute, async () => ({
+  app.get('/healthcheck', { config: { cors: true, doc: ABACUS_HEALTH_DOC } }, async () => ({
     status: 'ok',
     uptime: goDuration(Date.now() - started),
   }));

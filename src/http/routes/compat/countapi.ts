@@ -12,13 +12,13 @@ import { VERSION } from '../../../version.js';
 import { bearerOf } from '../../access.js';
 import { queryInteger } from '../../parse.js';
 import { createCounter, parseCreate } from '../counters.js';
+import { COUNTAPI_CREATE_DOC, COUNTAPI_STATS_DOC, type CountapiOp, countapiDoc } from './docs.js';
 import {
   COMPAT_NAME_RE,
   type CompatOptions,
   callbackOf,
   compatErrors,
   type CompatPath as Path,
-  publicRoute,
   type CompatRequest as Req,
   resolveReserved,
   sendJsonp,
@@ -66,9 +66,12 @@ export async function countapiRoutes(app: FastifyInstance, opts: CompatOptions):
   }
 
   /** Both forms of a keyed route: `/op/:key` (default namespace) and `/op/:ns/:key`. */
-  function keyed(op: string, handler: (request: Req, reply: FastifyReply) => Promise<unknown>) {
-    app.get(`/${op}/:key`, publicRoute, handler as never);
-    app.get(`/${op}/:ns/:key`, publicRoute, handler as never);
+  function keyed(op: CountapiOp, handler: (request: Req, reply: FastifyReply) => Promise<unknown>) {
+    const doc = (namespaced: boolean) => ({
+      config: { cors: true, doc: countapiDoc(op, namespaced) },
+    });
+    app.get(`/${op}/:key`, doc(false), handler as never);
+    app.get(`/${op}/:ns/:key`, doc(true), handler as never);
   }
 
   keyed('hit', async (request, reply) => {
@@ -165,41 +168,45 @@ export async function countapiRoutes(app: FastifyInstance, opts: CompatOptions):
     );
   });
 
-  app.get('/create', publicRoute, async (request: Req, reply) => {
-    createLimiter?.take(request);
-    const q = request.query;
-    const namespace = q.namespace === undefined ? DEFAULT_NAMESPACE : q.namespace;
-    const key = q.key === undefined ? randomUUID() : q.key;
-    if (
-      typeof namespace !== 'string' ||
-      typeof key !== 'string' ||
-      !COMPAT_NAME_RE.test(namespace) ||
-      !COMPAT_NAME_RE.test(key)
-    ) {
-      throw new TallyError('INVALID_NAMESPACE', 'Malformed Namespace/Key');
-    }
-    // CountAPI's own checks first, with its messages: the upper bound ≥ 0, the lower one ≤ 0.
-    if (typeof q.update_upperbound === 'string' && /^-\d/.test(q.update_upperbound)) {
-      throw new TallyError('INVALID_QUERY', 'update_upperbound must be positive');
-    }
-    if (typeof q.update_lowerbound === 'string' && /^\+?[1-9]/.test(q.update_lowerbound)) {
-      throw new TallyError('INVALID_QUERY', 'update_lowerbound must be negative');
-    }
-    const options = parseCreate(q, 0, { lowerBound: -1, upperBound: 1 });
-    await access.create(bearerOf(request), namespace);
-    const path = { namespace, key, name: counterName(namespace, key) };
-    const adminKey = await createCounter(counters, path.name, options);
-    if (adminKey === undefined) {
-      return answer(request, reply, 409, { namespace: null, key: null, value: null }, path);
-    }
-    stats.created++;
-    // CountAPI's body has exactly these three fields (strict clients parse nothing else), so
-    // the counter's admin key travels in a header.
-    reply.header('x-admin-key', adminKey).header('cache-control', 'no-store');
-    return answer(request, reply, 200, { namespace, key, value: options.value }, path);
-  });
+  app.get(
+    '/create',
+    { config: { cors: true, doc: COUNTAPI_CREATE_DOC } },
+    async (request: Req, reply) => {
+      createLimiter?.take(request);
+      const q = request.query;
+      const namespace = q.namespace === undefined ? DEFAULT_NAMESPACE : q.namespace;
+      const key = q.key === undefined ? randomUUID() : q.key;
+      if (
+        typeof namespace !== 'string' ||
+        typeof key !== 'string' ||
+        !COMPAT_NAME_RE.test(namespace) ||
+        !COMPAT_NAME_RE.test(key)
+      ) {
+        throw new TallyError('INVALID_NAMESPACE', 'Malformed Namespace/Key');
+      }
+      // CountAPI's own checks first, with its messages: the upper bound ≥ 0, the lower one ≤ 0.
+      if (typeof q.update_upperbound === 'string' && /^-\d/.test(q.update_upperbound)) {
+        throw new TallyError('INVALID_QUERY', 'update_upperbound must be positive');
+      }
+      if (typeof q.update_lowerbound === 'string' && /^\+?[1-9]/.test(q.update_lowerbound)) {
+        throw new TallyError('INVALID_QUERY', 'update_lowerbound must be negative');
+      }
+      const options = parseCreate(q, 0, { lowerBound: -1, upperBound: 1 });
+      await access.create(bearerOf(request), namespace);
+      const path = { namespace, key, name: counterName(namespace, key) };
+      const adminKey = await createCounter(counters, path.name, options);
+      if (adminKey === undefined) {
+        return answer(request, reply, 409, { namespace: null, key: null, value: null }, path);
+      }
+      stats.created++;
+      // CountAPI's body has exactly these three fields (strict clients parse nothing else), so
+      // the counter's admin key travels in a header.
+      reply.header('x-admin-key', adminKey).header('cache-control', 'no-store');
+      return answer(request, reply, 200, { namespace, key, value: options.value }, path);
+    },
+  );
 
-  app.get('/stats', publicRoute, async () => ({
+  app.get('/stats', { config: { cors: true, doc: COUNTAPI_STATS_DOC } }, async () => ({
     keys_created: stats.created,
     keys_updated: stats.updated,
     requests: stats.requests,

@@ -104,9 +104,6 @@ export function sendPixel(reply: FastifyReply): FastifyReply {
   return reply.header('content-type', 'image/gif').header('cache-control', 'no-store').send(PIXEL);
 }
 
-/** Marks a route for CORS (allowed origins may call it) and answers its preflight. */
-export const publicRoute = { config: { cors: true } } as const;
-
 /**
  * CountAPI's reserved words, resolved from the page the request came from: `:HOST:` is the host name of
  * its Origin (or Referer), `:PATHNAME:` the Referer's path without its slashes. Shorter than 3,
