@@ -23,6 +23,12 @@ export const RETRYABLE: Readonly<Record<string, boolean>> = {
   LOG_UNAVAILABLE: true,
   TOO_MANY_SSE_CLIENTS: true,
   TOO_MANY_STREAMS: true,
+  // Answers without Tally's error body: a reverse proxy or load balancer while Tally restarts.
+  HTTP_408: true,
+  HTTP_429: true,
+  HTTP_502: true,
+  HTTP_503: true,
+  HTTP_504: true,
 };
 
 /** A refused or failed call: the server's stable code, or `UNREACHABLE` for the network. */
@@ -62,6 +68,19 @@ export interface TallyClientOptions {
 
 export type Consistency = 'eventual' | 'strong';
 
+/** Per-call options of the increments. */
+export interface IncrementOptions {
+  readonly consistency?: Consistency;
+  /** The key of this logical increment; one is made when absent. Resend with the same key. */
+  readonly idempotencyKey?: string;
+  /** Attempts for this call, overriding the client's; `Infinity`: until answered or refused. */
+  readonly attempts?: number;
+  /** Called before each retry with what failed and how long the call now waits (ms). */
+  readonly onRetry?: (error: TallyApiError, delayMs: number) => void;
+  /** fetch's `keepalive`: the request outlives the page (a browser's `pagehide`). */
+  readonly keepalive?: boolean;
+}
+
 export interface Reading {
   readonly name: string;
   readonly value: number;
@@ -81,10 +100,12 @@ export function counterPath(ref: string): string {
 }
 
 function newKey(): string {
-  return globalThis.crypto.randomUUID();
+  // randomUUID exists only in secure contexts: a page served over plain HTTP has getRandomValues.
+  const c = globalThis.crypto;
+  if (typeof c.randomUUID === 'function') return c.randomUUID();
+  const bytes = c.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class TallyClient {
   private readonly base: string;
@@ -92,6 +113,8 @@ export class TallyClient {
   private readonly retryBaseMs: number;
   private readonly timeoutMs: number;
   private readonly fetchFn: typeof fetch;
+  /** The calls waiting out a backoff, to wake on {@link retryNow}. */
+  private readonly sleepers = new Set<() => void>();
 
   constructor(private readonly options: TallyClientOptions) {
     this.base = options.baseUrl.replace(/\/+$/, '');
@@ -110,31 +133,34 @@ export class TallyClient {
   }
 
   /** Adds `by` (default 1) to a counter; resolves with the value the server reports after it. */
-  async increment(
-    ref: string,
-    by = 1,
-    options: { consistency?: Consistency; idempotencyKey?: string } = {},
-  ): Promise<number> {
+  async increment(ref: string, by = 1, options: IncrementOptions = {}): Promise<number> {
     const body = by === 1 ? undefined : { by };
     const answer = (await this.request(
       'POST',
       `${counterPath(ref)}/increment${query(options.consistency)}`,
       body,
       options.idempotencyKey ?? newKey(),
+      options,
     )) as Reading;
     return answer.value;
+  }
+
+  /** The network is back: every call waiting out a backoff sends its next attempt now. */
+  retryNow(): void {
+    for (const wake of [...this.sleepers]) wake();
   }
 
   /** Adds several increments at once, all or none (needs a key covering them, or open writes). */
   async incrementMany(
     items: ReadonlyArray<{ name: string; by?: number }>,
-    options: { consistency?: Consistency; idempotencyKey?: string } = {},
+    options: IncrementOptions = {},
   ): Promise<number> {
     const answer = (await this.request(
       'POST',
       `/api/v1/increments${query(options.consistency)}`,
       { increments: items.map((i) => ({ name: i.name, by: i.by ?? 1 })) },
       options.idempotencyKey ?? newKey(),
+      options,
     )) as { accepted: number };
     return answer.accepted;
   }
@@ -230,7 +256,7 @@ export class TallyClient {
         if (aborted()) return;
         if (err instanceof TallyApiError && !err.retryable) throw err;
       }
-      await sleep(this.backoff(Math.max(1, attempt)));
+      await this.sleep(this.backoff(Math.max(1, attempt)));
     }
   }
 
@@ -238,6 +264,19 @@ export class TallyClient {
     return this.options.token === undefined
       ? {}
       : { authorization: `Bearer ${this.options.token}` };
+  }
+
+  /** Waits `ms`, or less when {@link retryNow} is called. */
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.sleepers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.sleepers.add(wake);
+    });
   }
 
   private backoff(attempt: number, retryAfterMs = 0): number {
@@ -251,7 +290,9 @@ export class TallyClient {
     path: string,
     body?: unknown,
     idempotencyKey?: string,
+    call: Pick<IncrementOptions, 'attempts' | 'onRetry' | 'keepalive'> = {},
   ): Promise<unknown> {
+    const attempts = Math.max(1, call.attempts ?? this.attempts);
     const headers: Record<string, string> = { accept: 'application/json', ...this.auth() };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (idempotencyKey !== undefined) headers['idempotency-key'] = idempotencyKey;
@@ -262,6 +303,7 @@ export class TallyClient {
           method,
           headers,
           ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+          ...(call.keepalive === true ? { keepalive: true } : {}),
           signal: AbortSignal.timeout(this.timeoutMs),
         });
         if (res.ok) return await res.json();
@@ -278,8 +320,10 @@ export class TallyClient {
       }
       // A write without an idempotency key is never sent twice.
       const safe = method === 'GET' || idempotencyKey !== undefined;
-      if (!error.retryable || !safe || attempt >= this.attempts) throw error;
-      await sleep(this.backoff(attempt, error.retryAfterMs));
+      if (!error.retryable || !safe || attempt >= attempts) throw error;
+      const delay = this.backoff(attempt, error.retryAfterMs);
+      call.onRetry?.(error, delay);
+      await this.sleep(delay);
     }
   }
 }

@@ -1,6 +1,8 @@
-// Tally click page: batches clicks into increment requests and follows the live value over SSE.
+// Tally click page: batches clicks into increment requests (sent with Tally's typed client,
+// tally-counter/client, served as /assets/client.js) and follows the live value over SSE.
 
 import { mountHistory } from './chart.js';
+import { TallyClient } from './client.js';
 
 const root = document.getElementById('counter');
 const name = root.dataset.counter;
@@ -17,10 +19,18 @@ const announceEl = document.getElementById('announce');
 const button = document.getElementById('click');
 const chart = mountHistory(document.getElementById('history'), api);
 
-/** Abandon a request after this long; its outcome is unknown, so it is retried with its key. */
+/**
+ * The client gives up an attempt after REQUEST_TIMEOUT_MS (its outcome is unknown, so it is sent
+ * again with the same key) and retries what may be retried, forever, with backoff from
+ * RETRY_MIN_MS, at least what Retry-After says.
+ */
 const REQUEST_TIMEOUT_MS = 10_000;
 const RETRY_MIN_MS = 250;
-const RETRY_MAX_MS = 5_000;
+const client = new TallyClient({
+  baseUrl: location.origin,
+  timeoutMs: REQUEST_TIMEOUT_MS,
+  retryBaseMs: RETRY_MIN_MS,
+});
 /**
  * The shown value goes down (someone reset or decremented the counter) only once the stream has
  * said so for this long with nothing of ours in flight; longer than a flush, which is how far the
@@ -39,8 +49,6 @@ let queued = 0;
 let batch = null;
 let sending = false;
 let lastSendAt = 0;
-let retryAt = 0;
-let retryDelayMs = 0;
 let sendFailed = false;
 let sendTimer = null;
 
@@ -63,7 +71,7 @@ let reconnectDelayMs = 1000;
 function pump() {
   if (sending || sendTimer !== null) return;
   if (batch === null && queued === 0) return;
-  const wait = Math.max(lastSendAt + sendIntervalMs, retryAt) - Date.now();
+  const wait = lastSendAt + sendIntervalMs - Date.now();
   if (wait > 0) {
     sendTimer = setTimeout(() => {
       sendTimer = null;
@@ -82,56 +90,36 @@ function pump() {
 async function send(current) {
   sending = true;
   lastSendAt = Date.now();
-  const abort = new AbortController();
-  const timeout = setTimeout(() => abort.abort(), REQUEST_TIMEOUT_MS);
   try {
-    const res = await fetch(`${api}/increment`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'idempotency-key': current.key },
-      body: JSON.stringify({ by: current.by }),
-      cache: 'no-store',
-      signal: abort.signal,
+    // One key for this batch, every attempt: the server counts it once however often it is sent.
+    // A strong increment held but not confirmed (NOT_CONFIRMED) is sent again with its key too,
+    // and answered as a replay.
+    const value = await client.increment(name, current.by, {
+      idempotencyKey: current.key,
+      attempts: Number.POSITIVE_INFINITY,
+      onRetry: () => {
+        sendFailed = true;
+        render();
+      },
     });
-    const body = await res.json().catch(() => null);
-    if (res.ok) {
-      confirmed(body);
-    } else if (res.status === 408 || res.status === 409 || res.status === 429) {
-      failed(retryAfterMs(res));
-    } else if (res.status >= 500) {
-      // NOT_CONFIRMED: the server holds the increment and will apply it once; resending could
-      // count it twice, so the clicks are considered sent.
-      if (body?.error?.code === 'NOT_CONFIRMED') confirmed(null);
-      else failed(retryAfterMs(res));
-    } else {
-      refused(current.by, body?.error?.message ?? `HTTP ${res.status}`);
-    }
-  } catch {
-    // Network error or timeout: the server may or may not have counted it.
-    failed(undefined);
+    confirmed(value);
+  } catch (err) {
+    // Only what the server will never take (a 4xx with a code that is not retryable) ends here.
+    refused(current.by, err?.message ?? String(err));
   } finally {
-    clearTimeout(timeout);
     sending = false;
   }
   render();
   pump();
 }
 
-function confirmed(body) {
+function confirmed(value) {
   batch = null;
   saveOutbox();
   sendFailed = false;
-  retryDelayMs = 0;
-  retryAt = 0;
   lastAckAt = Date.now();
-  if (typeof body?.value === 'number') raise(body.value + queued);
+  if (typeof value === 'number') raise(value + queued);
   problemEl.hidden = true;
-}
-
-function failed(serverDelayMs) {
-  sendFailed = true;
-  retryDelayMs = Math.min(RETRY_MAX_MS, Math.max(RETRY_MIN_MS, retryDelayMs * 2));
-  const jittered = retryDelayMs * (0.8 + Math.random() * 0.4);
-  retryAt = Date.now() + Math.max(jittered, Math.min(serverDelayMs ?? 0, 10_000));
 }
 
 /** The server will never take this request (a 4xx): drop it and say so. */
@@ -139,22 +127,15 @@ function refused(by, message) {
   batch = null;
   saveOutbox();
   sendFailed = false;
-  retryDelayMs = 0;
   // These clicks were shown but will never count: the one time the value steps back.
   if (shown !== null) show(shown - by);
   problemEl.textContent = `${by} ${by === 1 ? 'click was' : 'clicks were'} not counted: ${message}`;
   problemEl.hidden = false;
 }
 
-function retryAfterMs(res) {
-  const s = Number(res.headers.get('retry-after'));
-  return Number.isFinite(s) && s > 0 ? s * 1000 : undefined;
-}
-
 /** The connection is back: stop waiting out the backoff. */
 function retryNow() {
-  retryAt = 0;
-  retryDelayMs = 0;
+  client.retryNow();
   if (sendTimer !== null) {
     clearTimeout(sendTimer);
     sendTimer = null;
@@ -170,16 +151,10 @@ function flushOnLeave() {
     saveOutbox();
   }
   if (batch === null) return;
-  try {
-    fetch(`${api}/increment`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'idempotency-key': batch.key },
-      body: JSON.stringify({ by: batch.by }),
-      keepalive: true,
-    }).catch(() => {});
-  } catch {
-    // The browser refused the keepalive request; the saved outbox still has the clicks.
-  }
+  // keepalive: the browser sends it after the page is gone; a reload resends it with its key.
+  client
+    .increment(name, batch.by, { idempotencyKey: batch.key, attempts: 1, keepalive: true })
+    .catch(() => {});
 }
 
 function unconfirmed() {

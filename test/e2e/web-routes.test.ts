@@ -130,6 +130,17 @@ describe('web routes', () => {
     }
   });
 
+  it('serves the typed client the click page sends with, without its source-map link', async () => {
+    const res = await tally.app.inject('/assets/client.js');
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toBe('text/javascript; charset=utf-8');
+    expect(res.body).toContain('export class TallyClient');
+    expect(res.body).not.toContain('sourceMappingURL');
+    const page = await tally.app.inject('/assets/counter.js');
+    expect(page.body).toContain("import { TallyClient } from './client.js';");
+    expect(page.body).not.toMatch(/fetch\(`\$\{api\}\/increment/);
+  });
+
   it('never serves a file outside the asset table, whatever the raw path', async () => {
     // A real socket: inject() would normalise dot segments before the router saw them.
     const address = await tally.app.listen({ port: 0, host: '127.0.0.1' });

@@ -72,6 +72,32 @@ describe('TallyClient', () => {
     expect(calls[2]?.key).not.toBe(calls[0]?.key);
   });
 
+  it('keeps trying with attempts: Infinity, reports each retry, and retryNow cuts a backoff short', async () => {
+    // Six lost attempts: more than the default five, so only `attempts: Infinity` gets through.
+    const { calls, fetchFn } = recording((n) =>
+      n <= 6 ? new Response('', { status: 503 }) : undefined,
+    );
+    // A 10 s first backoff: without retryNow the call would take minutes.
+    const client = new TallyClient({ baseUrl: url, fetch: fetchFn, retryBaseMs: 10_000 });
+    const retries: string[] = [];
+    const started = Date.now();
+    const waking = setInterval(() => client.retryNow(), 20);
+    try {
+      const value = await client.increment('forever', 2, {
+        consistency: 'strong',
+        attempts: Number.POSITIVE_INFINITY,
+        onRetry: (err, delayMs) => retries.push(`${err.code} ${delayMs > 0}`),
+      });
+      expect(value).toBe(2);
+    } finally {
+      clearInterval(waking);
+    }
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(calls).toHaveLength(7);
+    expect(new Set(calls.map((c) => c.key)).size).toBe(1);
+    expect(retries).toEqual(Array(6).fill('HTTP_503 true'));
+  });
+
   it('waits what Retry-After says, and does not retry what is not retryable', async () => {
     const limited = new Response(
       JSON.stringify({ error: { code: 'RATE_LIMITED', message: 'slow down' } }),

@@ -303,6 +303,15 @@ async function loadFolder(
   for (const t of TEMPLATES) {
     if (templates[t] === undefined) throw new Error(`web page template missing: ${t} in ${dir}`);
   }
+  // The typed client (src/client/, compiled), which the click page sends its clicks with.
+  const client = await readClient();
+  const clientVersion = hash(client);
+  assets.set('client.js', {
+    body: client,
+    type: TYPES.js as string,
+    etag: `"${clientVersion}"`,
+    version: clientVersion,
+  });
   // The charting library, from the installed package: served by Tally, no CDN.
   for (const [file, path] of VENDOR_ASSETS) {
     const body = await readFile(requireFrom(path));
@@ -311,6 +320,27 @@ async function loadFolder(
     assets.set(file, { body, type, etag: `"${version}"`, version });
   }
   return { assets, templates: templates as Record<Template, string> };
+}
+
+/**
+ * The compiled client: beside this module in dist/ (dist/client/index.js), or, when run from
+ * source, the repository's build of it (`npm run build`). Its source-map comment is dropped: the
+ * map is not served.
+ */
+async function readClient(): Promise<Buffer> {
+  const places = [
+    new URL('../../client/index.js', import.meta.url),
+    new URL('../../../dist/client/index.js', import.meta.url),
+  ];
+  for (const place of places) {
+    try {
+      const text = await readFile(place, 'utf8');
+      return Buffer.from(text.replace(/\n\/\/# sourceMappingURL=\S+\s*$/, '\n'), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+  throw new Error('the compiled client (dist/client/index.js) is missing: run `npm run build`');
 }
 
 function escapeHtml(text: string): string {
