@@ -113,10 +113,17 @@ describe('the npm package', () => {
     const page = await fetch(`${url}/`);
     expect(page.status).toBe(200);
     const html = await page.text();
-    for (const asset of ['counter.js', 'chart.js', 'uplot.js', 'uplot.css']) {
-      expect(html.includes(`/assets/${asset}`) || asset === 'chart.js', asset).toBe(true);
+    for (const asset of ['counter.js', 'chart.js', 'client.js', 'uplot.js', 'uplot.css']) {
+      // chart.js and client.js are imported by counter.js, not linked by the page.
+      const imported = asset === 'chart.js' || asset === 'client.js';
+      expect(html.includes(`/assets/${asset}`) || imported, asset).toBe(true);
       expect((await fetch(`${url}/assets/${asset}`)).status, asset).toBe(200);
     }
+    // The API reference: the document and its page.
+    const openapi = await fetch(`${url}/openapi.json`);
+    expect(openapi.status).toBe(200);
+    expect(((await openapi.json()) as { openapi: string }).openapi).toBe('3.1.0');
+    expect((await fetch(`${url}/docs`)).status).toBe(200);
     const inc = await run(bin, ['inc', 'installed', '3', '--url', url, '--strong']);
     expect(inc, inc.out).toEqual({ code: 0, out: '3\n' });
     const get = await run(bin, ['get', 'installed', '--url', url, '--strong']);
