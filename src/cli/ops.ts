@@ -107,6 +107,10 @@ const TOOLS: ReadonlyArray<{ bin: string; pkg: string; why: string; forTests: bo
     forTests: true,
   },
   { bin: 'curl', pkg: 'curl', why: 'deploy hook tests', forTests: true },
+  { bin: 'podman', pkg: 'podman', why: 'container image test', forTests: true },
+  { bin: 'runc', pkg: 'runc', why: 'container image test (podman --runtime runc)', forTests: true },
+  { bin: 'debootstrap', pkg: 'debootstrap', why: "container test's base image", forTests: true },
+  { bin: 'dpkg-repack', pkg: 'dpkg-repack', why: "container test's base image", forTests: true },
 ];
 
 /** The first executable `bin` on PATH, as a shell would find it. */
