@@ -189,6 +189,38 @@ program
   );
 
 program
+  .command('openapi')
+  .description('print the OpenAPI 3.1 document (what GET /openapi.json answers), no server needed')
+  .action(async () => {
+    // Loaded here, not at the top: the other commands start without the server's modules.
+    const [{ buildApp }, { createLogger }, { Metrics }, { MemoryStore }] = await Promise.all([
+      import('./app.js'),
+      import('./obs/logger.js'),
+      import('./obs/metrics.js'),
+      import('./store/memory/index.js'),
+    ]);
+    // This environment's settings shape the document (TALLY_COMPAT_ROOT adds routes); nothing is
+    // stored, logged or listened on.
+    const config = loadConfig(process.env, { wal: false, logFiles: false });
+    const { logger } = createLogger({ level: 'silent', stdout: false });
+    const tally = await buildApp(config, {
+      store: new MemoryStore(),
+      logger,
+      instanceId: 'openapi',
+      metrics: new Metrics({ defaultMetrics: false }),
+    });
+    // `tally openapi | head` closes the pipe early: that is not an error.
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+    });
+    try {
+      process.stdout.write(`${JSON.stringify(tally.openapi(), null, 2)}\n`);
+    } finally {
+      await tally.close();
+    }
+  });
+
+program
   .command('doctor')
   .description('check what running Tally here and `npm test` need, and say what to install')
   .option(...jsonOption)

@@ -2,11 +2,16 @@
 // every route: this file calls each operation (a success and its refusals), and testApp checks
 // each answer against the document (helpers/openapi-check.ts; every other HTTP test file is
 // checked the same way). The live streams are hijacked, so their answers are checked here.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Tally } from '../../src/app.js';
 import { ADMIN_TOKEN, testApp } from '../helpers/app.js';
 import { ContractChecker, seen, violations } from '../helpers/openapi-check.js';
+import { MAIN } from '../helpers/server-process.js';
+
+const run = promisify(execFile);
 
 let tally: Tally;
 let doc: {
@@ -216,6 +221,16 @@ const CALLS: Call[] = [
   ['GET', '/assets/nope.css'],
   ['GET', '/api/v1/counters/-bad/events'],
 ];
+
+describe('tally openapi', () => {
+  it('prints the document the server answers, without a server', async () => {
+    const { stdout } = await run(process.execPath, [MAIN, 'openapi'], {
+      env: { ...process.env, TALLY_BENCH_ROUTES: 'true' },
+    });
+    const printed = JSON.parse(stdout) as typeof doc;
+    expect(printed).toEqual(doc);
+  });
+});
 
 describe('every operation', () => {
   it('answers only what the document describes, for every route', async () => {
