@@ -23,9 +23,12 @@ export const RETRYABLE: Readonly<Record<string, boolean>> = {
   LOG_UNAVAILABLE: true,
   TOO_MANY_SSE_CLIENTS: true,
   TOO_MANY_STREAMS: true,
+  // A fault of the server's: the same call (with its key) may well succeed.
+  INTERNAL: true,
   // Answers without Tally's error body: a reverse proxy or load balancer while Tally restarts.
   HTTP_408: true,
   HTTP_429: true,
+  HTTP_500: true,
   HTTP_502: true,
   HTTP_503: true,
   HTTP_504: true,

@@ -81,7 +81,10 @@ export interface RouteDoc {
 
 /** What any route may answer with: a fault of ours, a malformed request. */
 export const COMMON_ERRORS: readonly ErrorCode[] = ['BAD_REQUEST', 'INTERNAL'];
-/** What any route that takes a JSON body may answer with. */
+/**
+ * What any route whose method carries a body may answer with: Fastify reads a POST's, PUT's,
+ * PATCH's or DELETE's body (JSON only) whether or not the route uses one.
+ */
 export const BODY_ERRORS: readonly ErrorCode[] = [
   'INVALID_JSON',
   'INVALID_BODY',
@@ -410,7 +413,7 @@ function operation(op: Operation, path: string): Record<string, unknown> {
   for (const [status, r] of Object.entries(doc.responses)) responses[status] = response(r);
   const codes =
     doc.compatErrors === undefined
-      ? [...COMMON_ERRORS, ...(doc.body === undefined ? [] : BODY_ERRORS), ...(doc.errors ?? [])]
+      ? [...COMMON_ERRORS, ...(parsesBody(op.method) ? BODY_ERRORS : []), ...(doc.errors ?? [])]
       : [];
   const byStatus = new Map<number, ErrorCode[]>();
   for (const code of new Set(codes)) {
@@ -445,6 +448,10 @@ function operation(op: Operation, path: string): Record<string, unknown> {
       Object.entries(responses).sort(([a], [b]) => Number(a) - Number(b)),
     ),
   };
+}
+
+function parsesBody(method: string): boolean {
+  return method === 'POST' || method === 'PUT' || method === 'PATCH' || method === 'DELETE';
 }
 
 function parameter(name: string, where: string, p: ParamDoc, required = p.required === true) {

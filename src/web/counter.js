@@ -104,7 +104,8 @@ async function send(current) {
     });
     confirmed(value);
   } catch (err) {
-    // Only what the server will never take (a 4xx with a code that is not retryable) ends here.
+    // Only what the server will never take (a code the client does not retry: a 4xx such as an
+    // overflow) ends here; network faults and 5xx are retried with the same key.
     refused(current.by, err?.message ?? String(err));
   } finally {
     sending = false;

@@ -141,7 +141,9 @@ function renderOperation(doc, path, method, op) {
       headers['content-type'] = 'application/json';
       init.body = body.value;
     }
-    const target = query.size > 0 ? `${url}?${query}` : url;
+    // String(query), not query.size: older browsers have no URLSearchParams#size.
+    const qs = String(query);
+    const target = qs === '' ? url : `${url}?${qs}`;
     result.hidden = false;
     result.textContent = `${init.method} ${target} …`;
     try {

@@ -252,11 +252,23 @@ describe.skipIf(skip)('the container image', () => {
     const compose = parse(readFileSync(join(REPO, 'compose.yaml'), 'utf8')) as {
       services: Record<
         string,
-        { profiles?: string[]; command?: string[]; environment?: Record<string, string> }
+        {
+          profiles?: string[];
+          command?: string[];
+          environment?: Record<string, string>;
+          build?: unknown;
+        }
       >;
     };
     const { redis: redisService, 'tally-a': a, 'tally-b': b } = compose.services;
     expect(compose.services.tally?.profiles).toBeUndefined();
+    // Docker looks for `Dockerfile` unless told: every Tally service names the Containerfile.
+    for (const name of ['tally', 'tally-a', 'tally-b']) {
+      expect(compose.services[name]?.build, name).toEqual({
+        context: '.',
+        dockerfile: 'Containerfile',
+      });
+    }
     for (const s of [redisService, a, b]) expect(s?.profiles).toEqual(['redis']);
     const args = redisService?.command ?? [];
     expect(args.slice(0, 1)).toEqual(['redis-server']);

@@ -74,8 +74,14 @@ describe('TallyClient', () => {
 
   it('keeps trying with attempts: Infinity, reports each retry, and retryNow cuts a backoff short', async () => {
     // Six lost attempts: more than the default five, so only `attempts: Infinity` gets through.
+    // Bare 5xx answers, as a proxy sends them, and one of Tally's own INTERNAL.
+    const internal = JSON.stringify({ error: { code: 'INTERNAL', message: 'Internal error' } });
     const { calls, fetchFn } = recording((n) =>
-      n <= 6 ? new Response('', { status: 503 }) : undefined,
+      n === 6
+        ? new Response(internal, { status: 500 })
+        : n <= 5
+          ? new Response('', { status: n % 2 === 0 ? 500 : 503 })
+          : undefined,
     );
     // A 10 s first backoff: without retryNow the call would take minutes.
     const client = new TallyClient({ baseUrl: url, fetch: fetchFn, retryBaseMs: 10_000 });
@@ -95,7 +101,14 @@ describe('TallyClient', () => {
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(calls).toHaveLength(7);
     expect(new Set(calls.map((c) => c.key)).size).toBe(1);
-    expect(retries).toEqual(Array(6).fill('HTTP_503 true'));
+    expect(retries).toEqual([
+      'HTTP_503 true',
+      'HTTP_500 true',
+      'HTTP_503 true',
+      'HTTP_500 true',
+      'HTTP_503 true',
+      'INTERNAL true',
+    ]);
   });
 
   it('waits what Retry-After says, and does not retry what is not retryable', async () => {

@@ -98,6 +98,8 @@ const CALLS: Call[] = [
   ['GET', '/api/v1/counters/never-made/info'],
   ['DELETE', '/api/v1/counters/oa', undefined, admin],
   ['DELETE', '/api/v1/counters/oa'],
+  ['DELETE', '/api/v1/counters/oa', '{"x":', { ...admin, 'content-type': 'application/json' }],
+  ['DELETE', '/api/v1/namespaces/oa-open/counters/x', 'x', { 'content-type': 'text/plain' }],
   // namespaces
   ['POST', '/api/v1/namespaces/oa-ns', {}, {}],
   ['POST', '/api/v1/namespaces/oa-ns', {}, {}],
@@ -202,6 +204,7 @@ const CALLS: Call[] = [
   ['POST', '/abacus/delete/ab-ns/ab-made', undefined, admin],
   ['POST', '/abacus/delete/ab-made2', undefined, admin],
   ['POST', '/abacus/delete/oa-key', undefined, { authorization: 'Bearer nope' }],
+  ['POST', '/abacus/set/oa-key?value=1', 'x', { 'content-type': 'text/plain' }],
   ['GET', '/abacus/hit/oa-ns/oa-key/shield?text=views'],
   ['GET', '/abacus/get/oa-ns/oa-key/shield?bgcolor=nope'],
   ['GET', '/abacus/get/oa-ns/none-such/shield'],

@@ -95,7 +95,7 @@ function eventsDoc(params: Record<string, ParamDoc>, bad: ErrorCode): RouteDoc {
   return {
     summary: 'Live value (Server-Sent Events)',
     description:
-      'A stream of `value` events, `{"name", "value"}`: the value now, then each change (at most about one per TALLY_LIVE_THROTTLE_MS per counter, from every instance). Comments keep the connection open. Works with `EventSource`.',
+      'A stream of `value` events, `{"name", "value"}`: the value now, then each change (at most about one per flush interval per counter, from every instance). Comments keep the connection open. Works with `EventSource`.',
     tag: 'Live',
     params,
     responses: { 200: media('The event stream', 'text/event-stream') },

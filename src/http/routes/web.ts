@@ -373,9 +373,9 @@ const DOCS_DOC: RouteDoc = {
 const COUNTER_PAGE_DOC: RouteDoc = {
   summary: "A counter's click page",
   description:
-    'The click page for any counter: `/c/<name>`, namespaced names included (`/c/blog/post-1`).',
+    'The click page for any flat counter name (`/c/page:home`); a path that is not one answers a 404 page.',
   tag: 'Pages',
-  params: { '*': { ...PARAMS.name, description: 'A counter name or `namespace/key`' } },
+  params: { '*': { ...PARAMS.name, description: 'A flat counter name' } },
   responses: {
     200: PAGE,
     304: NOT_MODIFIED,

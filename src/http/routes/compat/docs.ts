@@ -213,7 +213,8 @@ const TOKEN: Record<string, ParamDoc> = {
     schema: { type: 'string' },
   },
 };
-const ABACUS_ERRORS = { compatErrors: [400, 401, 403, 404, 409, 429, 500, 503] };
+// 413 and 415: the POST routes' bodies are read (JSON only) though none is used.
+const ABACUS_ERRORS = { compatErrors: [400, 401, 403, 404, 409, 413, 415, 429, 500, 503] };
 
 const abacusValue = (description: string, jsonp = false): ResponseDoc =>
   jsonp
