@@ -38,6 +38,20 @@ export async function runServer(
     keep: config.logKeepFiles,
   });
   const logger = log.logger;
+  const handleSignals = options.handleSignals ?? true;
+  // Until the server listens, SIGTERM and SIGINT end the start at once: nothing has been
+  // acknowledged yet, and what the write-ahead log holds is replayed by the next start. Without a
+  // handler, a container's PID 1 ignores them (the kernel's rule for init), and a start waiting
+  // for its store would sit out the stop timeout until SIGKILL.
+  const early = (signal: NodeJS.Signals) => {
+    logger.info({ event: 'stopping', signal }, 'stopping before the start completed');
+    log.close();
+    setTimeout(() => process.exit(signal === 'SIGINT' ? 130 : 143), 50).unref();
+  };
+  if (handleSignals) {
+    process.once('SIGTERM', early);
+    process.once('SIGINT', early);
+  }
   const base = resolveInstanceId(config.dataDir, config.instanceId);
   const instanceId = base + (options.instanceSuffix ?? '');
   const store = await openStore(config, logger);
@@ -56,7 +70,9 @@ export async function runServer(
     `Tally listening on ${url}`,
   );
 
-  if (options.handleSignals ?? true) {
+  if (handleSignals) {
+    process.off('SIGTERM', early);
+    process.off('SIGINT', early);
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) return;
