@@ -222,6 +222,11 @@ describe.skipIf(skip)('the container image', () => {
     expect(batch.status).toBe(202);
     expected += 960;
 
+    // docs/self-host.md's backup, taken from inside the running container.
+    expect(await podman(['exec', first, 'tally', 'backup', '/data/backup.db'])).toMatch(
+      /^\/data\/backup\.db: \d+ counters, \d+ bytes$/,
+    );
+
     // The default stop timeout (10 s) before SIGKILL: the drain finishes well inside it.
     const stopping = Date.now();
     await podman(['stop', '-t', '10', first]);
