@@ -319,11 +319,6 @@ export class RouteDocs {
     }
   }
 
-  /** Routes added without a description, as `METHOD /path`: the tests require none. */
-  undocumented(): string[] {
-    return this.#operations.filter((o) => o.doc === undefined).map((o) => `${o.method} ${o.url}`);
-  }
-
   /** The OpenAPI 3.1 document (built once, rebuilt when routes are added later). */
   document(): JsonSchema {
     if (this.#document === undefined) this.#document = this.#build();
