@@ -282,6 +282,12 @@ function hash(body: Buffer): string {
 }
 
 /** Reads every template and asset in `dir` (flat, no subfolders) into memory. */
+/** An asset of `body`: its version is its content hash, and its ETag that version. */
+function asset(body: Buffer, type: string): Asset {
+  const version = hash(body);
+  return { body, type, etag: `"${version}"`, version };
+}
+
 async function loadFolder(
   dir: URL,
 ): Promise<{ assets: Map<string, Asset>; templates: Record<Template, string> }> {
@@ -297,27 +303,17 @@ async function loadFolder(
     }
     const type = TYPES[file.slice(file.lastIndexOf('.') + 1)];
     if (type === undefined) continue;
-    const version = hash(body);
-    assets.set(file, { body, type, etag: `"${version}"`, version });
+    assets.set(file, asset(body, type));
   }
   for (const t of TEMPLATES) {
     if (templates[t] === undefined) throw new Error(`web page template missing: ${t} in ${dir}`);
   }
   // The typed client (src/client/, compiled), which the click page sends its clicks with.
-  const client = await readClient();
-  const clientVersion = hash(client);
-  assets.set('client.js', {
-    body: client,
-    type: TYPES.js as string,
-    etag: `"${clientVersion}"`,
-    version: clientVersion,
-  });
+  assets.set('client.js', asset(await readClient(), TYPES.js as string));
   // The charting library, from the installed package: served by Tally, no CDN.
   for (const [file, path] of VENDOR_ASSETS) {
-    const body = await readFile(requireFrom(path));
-    const version = hash(body);
     const type = TYPES[file.slice(file.lastIndexOf('.') + 1)] as string;
-    assets.set(file, { body, type, etag: `"${version}"`, version });
+    assets.set(file, asset(await readFile(requireFrom(path)), type));
   }
   return { assets, templates: templates as Record<Template, string> };
 }
@@ -352,24 +348,31 @@ function escapeHtml(text: string): string {
 const PAGE: ResponseDoc = media('The page', 'text/html');
 const NOT_MODIFIED: ResponseDoc = { description: 'Not modified (If-None-Match names its ETag)' };
 
-const HOME_DOC: RouteDoc = {
-  summary: 'The click page',
-  description: 'A page with one button counting the default counter (TALLY_DEFAULT_COUNTER), live.',
-  tag: 'Pages',
+/** A page with no parameters: 200, or 304 to its own ETag. */
+const pageDoc = (
+  summary: string,
+  description: string,
+  tag: RouteDoc['tag'] = 'Pages',
+): RouteDoc => ({
+  summary,
+  description,
+  tag,
   responses: { 200: PAGE, 304: NOT_MODIFIED },
-};
-const DASHBOARD_DOC: RouteDoc = {
-  summary: 'The dashboard',
-  description: 'Every counter, live, with charts; admin actions with the admin token.',
-  tag: 'Pages',
-  responses: { 200: PAGE, 304: NOT_MODIFIED },
-};
-const DOCS_DOC: RouteDoc = {
-  summary: 'This reference, interactive',
-  description: 'Every operation of /openapi.json, with a form to try it against this server.',
-  tag: 'Operations',
-  responses: { 200: PAGE, 304: NOT_MODIFIED },
-};
+});
+
+const HOME_DOC = pageDoc(
+  'The click page',
+  'A page with one button counting the default counter (TALLY_DEFAULT_COUNTER), live.',
+);
+const DASHBOARD_DOC = pageDoc(
+  'The dashboard',
+  'Every counter, live, with charts; admin actions with the admin token.',
+);
+const DOCS_DOC = pageDoc(
+  'This reference, interactive',
+  'Every operation of /openapi.json, with a form to try it against this server.',
+  'Operations',
+);
 const COUNTER_PAGE_DOC: RouteDoc = {
   summary: "A counter's click page",
   description:
@@ -417,15 +420,8 @@ const ASSET_DOC: RouteDoc = {
   },
   query: { v: { description: "The asset's version (content hash)", schema: { type: 'string' } } },
   responses: {
-    200: media(
-      'The file',
-      'text/css',
-      'text/javascript',
-      'image/svg+xml',
-      'image/png',
-      'image/x-icon',
-      'application/manifest+json',
-    ),
+    // Every type the asset table serves, without its charset.
+    200: media('The file', ...new Set(Object.values(TYPES).map((t) => t.split(';')[0] as string))),
     304: NOT_MODIFIED,
   },
   errors: ['NOT_FOUND'],
