@@ -151,7 +151,8 @@ export const ref = (name: keyof typeof COMPONENTS): JsonSchema => ({
 });
 const nullable = (schema: JsonSchema): JsonSchema => ({ anyOf: [schema, { type: 'null' }] });
 
-const naming = {
+/** The fields naming a counter in an answer. */
+export const NAMING = {
   name: text('The stored name: `key` in the default namespace, otherwise `namespace/key`'),
   namespace: text('The namespace (`default` for flat names)'),
   key: text('The key within the namespace'),
@@ -174,7 +175,7 @@ export const COMPONENTS = {
   ),
   Reading: object(
     {
-      ...naming,
+      ...NAMING,
       value: integer('The value'),
       stale: {
         type: 'boolean',
@@ -195,7 +196,7 @@ export const COMPONENTS = {
   ),
   CounterInfo: object(
     {
-      ...naming,
+      ...NAMING,
       value: integer('The value'),
       created: nullable(
         integer(
@@ -214,12 +215,12 @@ export const COMPONENTS = {
   CounterPage: object({
     items: {
       type: 'array',
-      items: object({ ...naming, value: integer('The value') }, ['namespace', 'key']),
+      items: object({ ...NAMING, value: integer('The value') }, ['namespace', 'key']),
     },
     nextCursor: nullable(text('Pass as `cursor` for the next page; null on the last page')),
   }),
   History: object({
-    ...naming,
+    ...NAMING,
     granularity: text('Bucket size', { enum: ['minute', 'hour', 'day'] }),
     from: text('Start of the first bucket (UTC)', { format: 'date-time' }),
     to: text('End of the range (UTC)', { format: 'date-time' }),

@@ -25,6 +25,7 @@ import {
   IDEMPOTENCY_ERRORS,
   IDEMPOTENCY_KEY,
   json,
+  NAMING,
   OWNER_ERRORS,
   object,
   PARAMS,
@@ -587,7 +588,7 @@ function familyDocs(
       responses: {
         200: json(
           'Done; `deleted` says whether it existed',
-          object({ ...namingSchema, deleted: { type: 'boolean' } }, ['namespace', 'key']),
+          object({ ...NAMING, deleted: { type: 'boolean' } }, ['namespace', 'key']),
         ),
       },
       errors: [bad, ...OWNER_ERRORS, ...WRITE_ERRORS],
@@ -601,12 +602,6 @@ function familyDocs(
     },
   };
 }
-
-const namingSchema = {
-  name: { type: 'string' },
-  namespace: { type: 'string' },
-  key: { type: 'string' },
-};
 
 const CREATE_DOC: RouteDoc = {
   summary: 'Create a counter with an admin key',
@@ -629,7 +624,7 @@ const CREATE_DOC: RouteDoc = {
     201: json(
       'Created',
       object({
-        ...namingSchema,
+        ...NAMING,
         value: { type: 'integer' },
         admin_key: { type: 'string', description: "The counter's key: shown once" },
         enable_reset: { type: 'boolean' },
