@@ -257,6 +257,13 @@ describe('a multi-worker Tally under the hooks', () => {
     await ok(host, 'AfterInstall', env);
     await ok(host, 'ApplicationStart', env);
     await ok(host, 'ValidateService', env);
+    // /readyz answers once one worker listens; the second may still be starting (a stop then
+    // ends its start early, with nothing acknowledged). This test drains two running workers.
+    const started = performance.now();
+    while (!host.serviceLog().includes('(2 workers)')) {
+      if (performance.now() - started > 30_000) throw new Error(host.serviceLog());
+      await new Promise((r) => setTimeout(r, 50));
+    }
 
     // The stub, like KillMode=mixed, signals the main process only.
     await ok(host, 'ApplicationStop', env);
