@@ -11,35 +11,10 @@ import { startExpiry, startHistorySweep } from './counters/expiry.js';
 import { CounterService } from './counters/service.js';
 import { Visitors } from './counters/visitors.js';
 import { TallyError } from './errors.js';
-import { Access, publicWritesFor } from './http/access.js';
-import { BadgeRenderer } from './http/badges.js';
-import { CorsPolicy } from './http/cors.js';
-import type { NotFoundOptions } from './http/errors.js';
-import { IdempotencyKeys } from './http/idempotency.js';
-import { json, type RouteDoc, type RouteDocs } from './http/openapi.js';
-import {
-  AUTO_CREATE_LIMIT,
-  AUTO_HIT_LIMIT,
-  ClientLimiter,
-  clientAddressOf,
-  rateLimitFor,
-} from './http/rate-limit.js';
-import { badgeRoutes } from './http/routes/badges.js';
-import { abacusRoutes } from './http/routes/compat/abacus.js';
-import { countapiRoutes } from './http/routes/compat/countapi.js';
-import type { CompatOptions } from './http/routes/compat/shared.js';
-import { counterRoutes, valueReply } from './http/routes/counters.js';
-import { docsRoutes } from './http/routes/docs.js';
-import { eventRoutes } from './http/routes/events.js';
-import { healthRoutes } from './http/routes/health.js';
-import { historyRoutes } from './http/routes/history.js';
-import { webRoutes } from './http/routes/web.js';
-import { createHttpServer } from './http/server.js';
-import { StreamSlots } from './http/stream-slots.js';
+import { createHttp } from './http/index.js';
 import { InstanceLease } from './instance.js';
 import type { SiblingBus } from './live/bus.js';
 import { LiveHub } from './live/hub.js';
-import type { EventStream } from './live/sse.js';
 import type { DirLock } from './lock.js';
 import { flushEvents, leaseEvents } from './obs/events.js';
 import type { Logger } from './obs/logger.js';
@@ -182,49 +157,18 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       visitors,
       bus?.siblingsUnsent?.bind(bus),
     );
-    const keys = new IdempotencyKeys(store, {
-      ttlMs: config.idempotencyTtlMs,
-      maxKeys: config.idempotencyMaxKeys,
-    });
-    const streams = new Set<EventStream>();
     let closing = false;
-
-    const cors = new CorsPolicy(config.corsOrigins);
-    const clientOf = clientAddressOf(config.trustProxy);
-    const rateLimit = rateLimitFor(
-      config.rateLimit,
-      config.host,
-      AUTO_HIT_LIMIT,
-      config.trustProxy,
-    );
-    const createLimit = rateLimitFor(
-      config.createRateLimit,
-      config.host,
-      AUTO_CREATE_LIMIT,
-      config.trustProxy,
-    );
-    // One budget per client across the native and the compatible routes.
-    const limiter = rateLimit === undefined ? undefined : new ClientLimiter(rateLimit, clientOf);
-    const createLimiter =
-      createLimit === undefined ? undefined : new ClientLimiter(createLimit, clientOf);
-    const access = new Access(
-      config.adminToken,
-      counters.settings,
-      publicWritesFor(config.publicWrites, config.host, config.trustProxy),
-    );
-    const pages: { notFound?: NotFoundOptions; docs?: RouteDocs } = {};
-    const app = createHttpServer(config, logger, metrics, cors, pages);
-    app.addHook('preClose', async () => {
-      for (const s of streams) s.end();
-    });
-    await app.register(healthRoutes, {
+    const { app, docs } = await createHttp(config, {
       store,
       aggregator: agg,
+      counters,
+      hub,
       metrics,
+      logger,
       instanceId,
       writerId: lease.writerId,
+      ...(bus === undefined ? {} : { bus }),
       closing: () => closing,
-      ...(bus === undefined ? {} : { siblings: bus }),
       checks: [
         () => wal?.problem(),
         () => lease.problem(),
@@ -235,77 +179,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
         },
       ],
     });
-    await app.register(counterRoutes, {
-      counters,
-      metrics,
-      keys,
-      access,
-      logger,
-      cors,
-      clientOf,
-      ...(limiter === undefined ? {} : { limiter }),
-      ...(createLimiter === undefined ? {} : { createLimiter }),
-      ...(config.expireIdle === undefined ? {} : { expireIdleMs: config.expireIdle }),
-    });
-    const slots = new StreamSlots(
-      streams,
-      config.maxSseClients,
-      config.maxSseClientsPerIp,
-      (open) => metrics.sseClients.set(open),
-    );
-    await app.register(eventRoutes, {
-      counters,
-      hub,
-      slots,
-      heartbeatMs: config.sseHeartbeatMs,
-      cors,
-    });
-    const renderer = new BadgeRenderer();
-    await app.register(historyRoutes, { counters, cors });
-    await app.register(badgeRoutes, {
-      counters,
-      access,
-      metrics,
-      renderer,
-      clientOf,
-      ...(limiter === undefined ? {} : { limiter }),
-    });
-    const compat: CompatOptions = {
-      renderer,
-      clientOf,
-      counters,
-      access,
-      cors,
-      hub,
-      slots,
-      heartbeatMs: config.sseHeartbeatMs,
-      instanceId,
-      expireIdleMs: config.expireIdle,
-      ...(limiter === undefined ? {} : { limiter }),
-      ...(createLimiter === undefined ? {} : { createLimiter }),
-    };
-    await app.register(countapiRoutes, { ...compat, prefix: '/countapi' });
-    await app.register(abacusRoutes, { ...compat, prefix: '/abacus' });
-    // A client that only lets its host be changed finds one of them at the root too.
-    if (config.compatRoot === 'countapi') await app.register(countapiRoutes, compat);
-    if (config.compatRoot === 'abacus') await app.register(abacusRoutes, compat);
-    await app.register(webRoutes, {
-      ...(pages.notFound === undefined ? {} : { notFound: pages.notFound }),
-      flushIntervalMs: config.flushIntervalMs,
-      frameAncestors: config.frameAncestors,
-    });
-    await app.register(docsRoutes, { docs: pages.docs as RouteDocs });
-    if (config.benchRoutes) {
-      // The benchmark's ceiling: same framework, hooks, parser and serializer; no counting.
-      app.post(
-        '/api/v1/noop',
-        { schema: { response: { 202: valueReply } }, config: { doc: NOOP_DOC } },
-        async (_request, reply) => {
-          reply.code(202);
-          return { name: 'noop', value: 0 };
-        },
-      );
-    }
 
     agg.start();
     const stopExpiry =
@@ -346,7 +219,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
       lease.abandon();
       for (const lock of locks) lock.release();
     };
-    const docs = pages.docs as RouteDocs;
     return {
       app,
       openapi: () => docs.document(),
@@ -369,10 +241,3 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<Tally> {
 
 /** How long in-flight requests get to finish on close before their sockets are cut. */
 const CLOSE_GRACE_MS = 1000;
-
-const NOOP_DOC: RouteDoc = {
-  summary: 'The benchmark ceiling (TALLY_BENCH_ROUTES)',
-  description: 'Counts nothing: the same framework, hooks, parser and serializer as an increment.',
-  tag: 'Operations',
-  responses: { 202: json('Always the same answer', valueReply) },
-};

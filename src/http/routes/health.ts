@@ -15,7 +15,7 @@ export interface HealthRoutesOptions {
   /** Identity of this process's batches (`<instanceId>@<epoch>`). */
   readonly writerId: string;
   /** Extra readiness checks (e.g. the write-ahead log); a string is the reason it is not ready. */
-  readonly checks?: Array<() => string | undefined>;
+  readonly checks?: ReadonlyArray<() => string | undefined>;
   /** True once shutdown began: load balancers should stop sending traffic. */
   readonly closing: () => boolean;
   /** Sibling workers of one `tally serve`: /metrics then answers for the whole host. */
