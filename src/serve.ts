@@ -34,7 +34,8 @@ type ClusterMessage =
   // … the primary asks each sibling and answers the asker with what came back in time.
   | { tally: 'ask-request'; key: string; question: Question }
   | { tally: 'ask-done'; key: string; answer: unknown }
-  | { tally: 'ask-answers'; id: number; answers: unknown[] };
+  // `complete`: every sibling answered in time.
+  | { tally: 'ask-answers'; id: number; answers: unknown[]; complete: boolean };
 
 /** What one worker may ask its siblings. */
 type Question = { what: 'unsent'; name: string } | { what: 'metrics' };
@@ -45,7 +46,7 @@ const heldLocks: Array<{ release(): void }> = [];
 /** Longest a sibling flush may take before the asker gets an error, in ms. */
 const FLUSH_TIMEOUT_MS = 10_000;
 /** Longest a question waits for siblings' answers; late ones are left out. */
-const ASK_TIMEOUT_MS: Record<Question['what'], number> = { unsent: 200, metrics: 2000 };
+const ASK_TIMEOUT_MS: Record<Question['what'], number> = { unsent: 500, metrics: 2000 };
 
 /**
  * Serves with the configured number of processes. One process is plain `runServer`. With more,
@@ -141,7 +142,12 @@ function runPrimary(config: Config, count: number): void {
     clearTimeout(q.timer);
     const asker = byIndex.get(q.asker);
     if (asker?.isConnected()) {
-      asker.send({ tally: 'ask-answers', id: q.id, answers: q.answers } satisfies ClusterMessage);
+      asker.send({
+        tally: 'ask-answers',
+        id: q.id,
+        answers: q.answers,
+        complete: q.waiting.size === 0,
+      } satisfies ClusterMessage);
     }
   };
   const startQuestion = (asker: number, id: number, question: Question) => {
@@ -289,26 +295,28 @@ function ipcBus(index: number, relay: boolean): SiblingBus {
   const asked = new Map<number, (err?: Error) => void>();
   let nextId = 0;
   let flushSelf: (() => Promise<void>) | undefined;
-  let unsentSelf: ((name: string) => number) | undefined;
+  let unsentSelf: ((name: string) => number | null) | undefined;
   let metricsSelf: (() => Promise<unknown>) | undefined;
-  const questions = new Map<number, (answers: unknown[]) => void>();
+  const questions = new Map<number, (answers: unknown[], complete: boolean) => void>();
   const answer = async (question: Question): Promise<unknown> => {
-    if (question.what === 'unsent') return unsentSelf?.(question.name) ?? 0;
+    // null: a batch carrying the counter is in flight (see siblingsUnsent).
+    if (question.what === 'unsent') return unsentSelf === undefined ? 0 : unsentSelf(question.name);
     return metricsSelf === undefined ? [] : await metricsSelf();
   };
   /** Asks every sibling; resolves with the answers that came in time (none without siblings). */
-  const ask = (question: Question): Promise<unknown[]> =>
+  const ask = (question: Question): Promise<{ answers: unknown[]; complete: boolean }> =>
     new Promise((resolve) => {
       const id = ++nextId;
-      const settle = (answers: unknown[]) => {
+      const settle = (answers: unknown[], complete: boolean) => {
         clearTimeout(timer);
         questions.delete(id);
-        resolve(answers);
+        resolve({ answers, complete });
       };
       // The primary answers within ASK_TIMEOUT_MS; this only covers a primary gone quiet.
-      const timer = setTimeout(() => settle([]), ASK_TIMEOUT_MS[question.what] + 300);
+      const timer = setTimeout(() => settle([], false), ASK_TIMEOUT_MS[question.what] + 300);
       questions.set(id, settle);
-      if (!send({ tally: 'ask', id, question })) settle([]);
+      // No primary: a lone process has no siblings, so nothing is missing.
+      if (!send({ tally: 'ask', id, question })) settle([], true);
     });
   const send = (msg: ClusterMessage): boolean => {
     if (process.send === undefined || !process.connected) return false;
@@ -335,7 +343,7 @@ function ipcBus(index: number, relay: boolean): SiblingBus {
         () => send({ tally: 'ask-done', key: msg.key, answer: null }),
       );
     } else if (msg?.tally === 'ask-answers') {
-      questions.get(msg.id)?.(msg.answers);
+      questions.get(msg.id)?.(msg.answers, msg.complete);
     }
   });
   return {
@@ -371,13 +379,17 @@ function ipcBus(index: number, relay: boolean): SiblingBus {
       };
     },
     async siblingsUnsent(name) {
+      const asked = await ask({ what: 'unsent', name });
+      let complete = asked.complete;
       let sum = 0;
-      for (const a of await ask({ what: 'unsent', name }))
+      for (const a of asked.answers) {
         if (Number.isSafeInteger(a)) sum += a as number;
-      return sum;
+        else complete = false;
+      }
+      return { sum, complete };
     },
     async siblingMetrics() {
-      return (await ask({ what: 'metrics' })).filter(Array.isArray);
+      return (await ask({ what: 'metrics' })).answers.filter(Array.isArray);
     },
     serveMetrics(metrics) {
       metricsSelf = metrics;

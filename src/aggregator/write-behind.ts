@@ -500,6 +500,11 @@ export abstract class WriteBehindAggregator {
     return value;
   }
 
+  /** True while the batch in flight carries this counter (the store may already hold it). */
+  sending(name: string): boolean {
+    return this.inflight?.deltas.has(name) ?? false;
+  }
+
   /** True when a stored value for this counter is known, so `estimate` needs no read. */
   knows(name: string): boolean {
     return this.known.has(name);

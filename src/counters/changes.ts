@@ -36,7 +36,9 @@ export function followChanges(
   };
   const unbus = bus?.subscribe(fromSiblings);
   const unserve = bus?.serveFlush?.(() => aggregator.waitDurable());
-  const unserveUnsent = bus?.serveUnsent?.((name) => aggregator.unsent(name));
+  const unserveUnsent = bus?.serveUnsent?.((name) =>
+    aggregator.sending(name) ? null : aggregator.unsent(name),
+  );
   return () => {
     unwatch?.();
     unbus?.();

@@ -50,6 +50,9 @@ export type TopBy = 'total' | { readonly day: number };
 
 /** How the first-touch read of an unknown counter may take before we answer without it. */
 const WARM_TIMEOUT_MS = 250;
+/** Eventual reads ask siblings at most this many times (see `get`), pausing between asks. */
+const SIBLING_READ_ATTEMPTS = 4;
+const SIBLING_READ_PAUSE_MS = 5;
 
 /**
  * Counter operations. Increments are admitted by the aggregator, which owns the whole admission
@@ -71,7 +74,7 @@ export class CounterService {
     /** Unique visitor counting, when on (TALLY_UNIQUES). */
     private readonly visitors?: Visitors,
     /** What sibling workers acknowledged for a counter and have not sent to the store yet. */
-    private readonly siblingsUnsent?: (name: string) => Promise<number>,
+    private readonly siblingsUnsent?: (name: string) => Promise<{ sum: number; complete: boolean }>,
   ) {
     this.settings = new SettingsCache(store);
   }
@@ -138,16 +141,32 @@ export class CounterService {
       }
       return { name, value: await this.readStore(name) };
     }
+    let stored: number;
     try {
-      await this.readStore(name);
+      stored = await this.readStore(name);
     } catch (err) {
       if (!this.aggregator.knows(name)) throw err;
       return { name, value: this.aggregator.estimate(name), stale: true };
     }
-    // Asked after the store read: a delta a sibling sends meanwhile is then missing from both
-    // (the read lags), never in both.
-    const siblings = this.siblingsUnsent === undefined ? 0 : await this.siblingsUnsent(name);
-    return { name, value: this.aggregator.estimate(name) + siblings };
+    if (this.siblingsUnsent === undefined) return { name, value: this.aggregator.estimate(name) };
+    // Siblings' unsent deltas, asked between two store reads. Their answer leaves out a batch in
+    // flight (the store may hold it already), so it can never count a delta twice; it is exact
+    // when no sibling had one in flight and the store did not move between the reads. Otherwise
+    // a batch landed meanwhile: ask again, a few times, then answer what is known (it may lag).
+    for (let attempt = 1; ; attempt++) {
+      const siblings = await this.siblingsUnsent(name);
+      let again: number;
+      try {
+        again = await this.readStore(name);
+      } catch {
+        return { name, value: this.aggregator.estimate(name) + siblings.sum };
+      }
+      if ((siblings.complete && again === stored) || attempt >= SIBLING_READ_ATTEMPTS) {
+        return { name, value: this.aggregator.estimate(name) + siblings.sum };
+      }
+      stored = again;
+      if (!siblings.complete) await sleep(SIBLING_READ_PAUSE_MS);
+    }
   }
 
   /** Overwrites a counter; increments accepted before apply first, later ones after. */

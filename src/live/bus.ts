@@ -18,11 +18,16 @@ export interface SiblingBus {
   /**
    * The sum of what every sibling acknowledged for a counter and has not sent to the store yet,
    * so an eventual read on one worker includes the others' increments of a moment ago. Resolves
-   * with what answered in time (0 without siblings).
+   * with what answered in time (0 without siblings); `complete` is false when a sibling did not
+   * answer in time or had a batch carrying the counter in flight (the store may or may not hold
+   * it yet: ask again).
    */
-  siblingsUnsent?(name: string): Promise<number>;
-  /** Answers siblings' `siblingsUnsent` with this process's unsent delta; returns unsubscribe. */
-  serveUnsent?(unsent: (name: string) => number): () => void;
+  siblingsUnsent?(name: string): Promise<{ sum: number; complete: boolean }>;
+  /**
+   * Answers siblings' `siblingsUnsent` with this process's unsent delta, or null while a batch
+   * carrying the counter is in flight; returns unsubscribe.
+   */
+  serveUnsent?(unsent: (name: string) => number | null): () => void;
   /** Every sibling's metrics (prom-client `getMetricsAsJSON`), those that answered in time. */
   siblingMetrics?(): Promise<unknown[][]>;
   /** Answers siblings' `siblingMetrics` with this process's; returns unsubscribe. */
