@@ -210,9 +210,36 @@ export interface CompareOptions {
 }
 
 /**
+ * Pause between slices, in ms: a Tally target's last flush (100 ms interval) and log sync run
+ * after its slice ends, and would otherwise land on the next target's slice.
+ */
+const SETTLE_MS = 150;
+
+/**
+ * The order of one round: a shuffle seeded by the round, so no target always follows the same
+ * one (a rotation keeps the cyclic order, and with it whatever the predecessor leaves behind).
+ */
+export function roundOrder<T>(items: readonly T[], round: number): T[] {
+  const order = [...items];
+  // mulberry32: a small deterministic generator, so two runs slice in the same orders.
+  let state = (round + 1) * 0x9e3779b9;
+  const next = () => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [order[i], order[j]] = [order[j] as T, order[i] as T];
+  }
+  return order;
+}
+
+/**
  * Warms every target up, then runs `rounds` rounds; each round gives every target one slice,
- * in an order rotated each round. Slice sizes come from the previous slice's rate, so each lasts
- * about `secondsPerTarget / rounds`.
+ * in an order shuffled each round (`roundOrder`), with a pause between slices. Slice sizes come
+ * from the previous slice's rate, so each lasts about `secondsPerTarget / rounds`.
  */
 export async function compare(
   targets: readonly Target[],
@@ -240,9 +267,8 @@ export async function compare(
   }
   const sliceSeconds = options.secondsPerTarget / options.rounds;
   for (let round = 0; round < options.rounds; round++) {
-    for (let i = 0; i < targets.length; i++) {
-      const target = targets[(i + round) % targets.length];
-      if (target === undefined) continue;
+    for (const target of roundOrder(targets, round)) {
+      await new Promise((r) => setTimeout(r, SETTLE_MS));
       const meter = meters.get(target.id) as Meter;
       const rate = rates.get(target.id) ?? 1000;
       await target.before?.();
