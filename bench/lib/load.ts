@@ -3,7 +3,9 @@
  * every target runs in short slices, the slices of all targets interleaved round by round, so a
  * machine that slows down mid-run slows every target alike.
  */
+
 import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon, { type AutocannonRequest } from 'autocannon';
 
 /** Something to load: one route of one server. */
@@ -268,7 +270,7 @@ export async function compare(
   const sliceSeconds = options.secondsPerTarget / options.rounds;
   for (let round = 0; round < options.rounds; round++) {
     for (const target of roundOrder(targets, round)) {
-      await new Promise((r) => setTimeout(r, SETTLE_MS));
+      await sleep(SETTLE_MS);
       const meter = meters.get(target.id) as Meter;
       const rate = rates.get(target.id) ?? 1000;
       await target.before?.();

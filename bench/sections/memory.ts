@@ -2,6 +2,7 @@
  * @module bench/sections/memory — RSS of one process holding a million distinct counters pending
  * within one flush interval, then a clean stop that must write every one of them.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import type { BenchContext } from '../lib/context.js';
 import { call } from '../lib/http.js';
@@ -96,8 +97,4 @@ export async function memory(ctx: BenchContext): Promise<MemoryResult> {
   } finally {
     if (!stopped) await server.stop('SIGKILL');
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -3,6 +3,7 @@
  * baselines: every Tally variant (store × aggregator × write-ahead log), strong increments, and
  * Express/Fastify + one INCRBY per request, all interleaved in one comparison.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { AutocannonRequest } from 'autocannon';
 import { type BenchContext, walEnv, walLabel } from '../lib/context.js';
 import { storedSum } from '../lib/http.js';
@@ -510,8 +511,4 @@ export async function throughput(ctx: BenchContext): Promise<ThroughputRow[]> {
 
 function walId(wal: boolean | null): string {
   return wal === null ? '' : wal ? '-wal' : '-nowal';
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

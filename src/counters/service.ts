@@ -153,15 +153,12 @@ export class CounterService {
     // flight (the store may hold it already), so it can never count a delta twice; it is exact
     // when no sibling had one in flight and the store did not move between the reads. Otherwise
     // a batch landed meanwhile: ask again, a few times, then answer what is known (it may lag).
+    // A failed second read answers at once, with what is known.
     for (let attempt = 1; ; attempt++) {
       const siblings = await this.siblingsUnsent(name);
-      let again: number;
-      try {
-        again = await this.readStore(name);
-      } catch {
-        return { name, value: this.aggregator.estimate(name) + siblings.sum };
-      }
-      if ((siblings.complete && again === stored) || attempt >= SIBLING_READ_ATTEMPTS) {
+      const again = await this.readStore(name).catch(() => undefined);
+      const settled = siblings.complete && again === stored;
+      if (again === undefined || settled || attempt >= SIBLING_READ_ATTEMPTS) {
         return { name, value: this.aggregator.estimate(name) + siblings.sum };
       }
       stored = again;
