@@ -1,6 +1,6 @@
 // Starts a private redis-server on a free loopback port for a test file, and stops it.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { freePort } from './server-process.js';
@@ -53,30 +53,36 @@ export function requireRedisServer(): void {
 /** Starts a redis-server with no persistence (unless asked) on a free port. */
 export async function startRedis(options: RedisServerOptions = {}): Promise<RedisServer> {
   requireRedisServer();
-  const port = await freePort();
   const dir = tempDir('tally-redis');
-  const args = [
-    '--port',
-    String(port),
-    '--bind',
-    '127.0.0.1',
-    '--daemonize',
-    'no',
-    '--dir',
-    dir.path,
-    '--save',
-    '',
-    ...(options.persistent
-      ? ['--appendonly', 'yes', '--appendfsync', 'always']
-      : ['--appendonly', 'no']),
-    ...(options.clusterNode
-      ? [
-          ...['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'],
-          ...['--cluster-port', String(await freePort()), '--cluster-node-timeout', '2000'],
-        ]
-      : []),
-    ...(options.args ?? []),
-  ];
+  let port = 0;
+  let args: string[] = [];
+  // Ports are chosen again when one was taken between freePort() and redis-server's bind: the
+  // cluster bus port most of all, since any outgoing connection may be handed it meanwhile.
+  const choose = async () => {
+    port = await freePort();
+    args = [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--daemonize',
+      'no',
+      '--dir',
+      dir.path,
+      '--save',
+      '',
+      ...(options.persistent
+        ? ['--appendonly', 'yes', '--appendfsync', 'always']
+        : ['--appendonly', 'no']),
+      ...(options.clusterNode
+        ? [
+            ...['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'],
+            ...['--cluster-port', String(await freePort()), '--cluster-node-timeout', '2000'],
+          ]
+        : []),
+      ...(options.args ?? []),
+    ];
+  };
   let child: ChildProcess | null = null;
   let exited: Promise<void> = Promise.resolve();
   let out = '';
@@ -102,6 +108,17 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
     }
   };
 
+  for (let attempt = 1; ; attempt++) {
+    await choose();
+    try {
+      await launch();
+      break;
+    } catch (err) {
+      if (attempt === 5 || !/Address already in use/.test(out)) throw err;
+      out = '';
+      rmSync(join(dir.path, 'nodes.conf'), { force: true });
+    }
+  }
   const server: RedisServer = {
     port,
     url: `redis://127.0.0.1:${port}`,
@@ -130,7 +147,6 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
       dir.remove();
     },
   };
-  await launch();
   return server;
 }
 
