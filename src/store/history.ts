@@ -83,13 +83,19 @@ export function dayStamp(at: number): string {
   return stamp(at).slice(0, 8);
 }
 
-/** The names of the four records one delta of `name` at `at` adds to. */
-export function recordNames(name: string, at: number): [string, string, string, string] {
+/**
+ * The names of the four records a delta at `at` adds to, by counter name: the time is formatted
+ * once for a whole batch, not once per counter.
+ */
+export function recordNamer(at: number): (name: string) => [string, string, string, string] {
   const s = stamp(at);
   const day = s.slice(0, 8);
-  return [
-    `~m/${day}/${name}!${s.slice(8, 12)}`,
-    `~h/${s.slice(0, 6)}/${name}!${s.slice(6, 10)}`,
+  const month = s.slice(0, 6);
+  const hour = s.slice(6, 10);
+  const minute = s.slice(8, 12);
+  return (name) => [
+    `~m/${day}/${name}!${minute}`,
+    `~h/${month}/${name}!${hour}`,
     `~d/${name}!${day}`,
     `~t/${day}/${name}`,
   ];
@@ -128,10 +134,10 @@ export class HistoryStore implements Store {
   async applyBatch(batch: Batch): Promise<BatchResult> {
     const at = batch.at ?? Date.now();
     const deltas = new Map(batch.deltas);
+    const recordsOf = recordNamer(at);
     for (const [name, delta] of batch.deltas) {
       if (isHistoryName(name)) continue;
-      for (const record of recordNames(name, at))
-        deltas.set(record, (deltas.get(record) ?? 0) + delta);
+      for (const record of recordsOf(name)) deltas.set(record, (deltas.get(record) ?? 0) + delta);
     }
     const result = await this.inner.applyBatch({ ...batch, at, deltas });
     const values = new Map<string, number>();
