@@ -343,7 +343,7 @@ export class RouteDocs {
           'Every error answers `{ "error": { "code", "message", "requestId" } }` with a stable `code`; ' +
           'each operation lists the codes it may answer. Public routes (reads, increments, badges, ' +
           'streams) answer CORS preflights for the origins in TALLY_CORS_ORIGINS. Every GET also ' +
-          'answers HEAD. Every answer carries `x-request-id`.',
+          'answers HEAD. Errors, and answers to a request that sent `x-request-id`, carry `x-request-id`.',
         license: { name: 'MIT', identifier: 'MIT' },
       },
       tags: TAGS,

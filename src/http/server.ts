@@ -7,6 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
+  type FastifyRequest,
   type FastifyServerOptions,
   LogController,
   type onSendHookHandler,
@@ -107,14 +108,16 @@ export function createHttpServer(
   // onSend, not onResponse: onResponse brings back the per-response listeners and clock reads
   // that `logger: false` saves. A callback hook, not async: an async hook costs a promise and a
   // microtask per request.
-  // Public routes (`config: { cors: true }`) add their CORS headers in the same hook.
+  // The same hook names the answer (see `namesAnswer`) and, on public routes
+  // (`config: { cors: true }`), adds the CORS headers.
+  const named = namesAnswer(logger);
   app.addHook('onRoute', (route) => {
     const counts = metrics.requestsOf(route.url);
     const count: onSendHookHandler =
       route.config?.cors === true
         ? (request, reply, payload, done) => {
             countStatus(counts, request.method, reply.statusCode);
-            reply.header('x-request-id', request.id);
+            if (named(request, reply.statusCode)) reply.header('x-request-id', request.id);
             const origin = request.headers.origin;
             if (origin !== undefined)
               cors.apply(origin, (name, value) => reply.header(name, value));
@@ -122,7 +125,7 @@ export function createHttpServer(
           }
         : (request, reply, payload, done) => {
             countStatus(counts, request.method, reply.statusCode);
-            reply.header('x-request-id', request.id);
+            if (named(request, reply.statusCode)) reply.header('x-request-id', request.id);
             done(null, payload);
           };
     const own = route.onSend;
@@ -160,6 +163,18 @@ function routePattern(url: string): RegExp {
     )
     .join('/');
   return new RegExp(`^${body}$`);
+}
+
+/**
+ * Which answers carry `x-request-id`: every error (its body and log line name the same id), every
+ * answer to a client that sent an id of its own (echoed, or the id that replaced an unusable one),
+ * and every answer when request lines are logged (`debug`). A success nobody asked to trace
+ * names nothing a log holds, and the header cost about 2% of the no-op route's instructions
+ * (docs/benchmarks.md), so it goes without.
+ */
+function namesAnswer(logger: Logger): (request: FastifyRequest, status: number) => boolean {
+  if (logger.isLevelEnabled('debug')) return () => true;
+  return (request, status) => status >= 400 || request.headers['x-request-id'] !== undefined;
 }
 
 /** Request ids: a random per-process prefix and a counter, unique without a random draw each. */

@@ -10,7 +10,8 @@ import { checkAnswers } from './openapi-check.js';
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
 /**
- * In-process app; the write-ahead log is off unless `overrides` turns it on (with a dataDir).
+ * In-process app; the write-ahead log is off unless `overrides` turns it on (with a dataDir), and
+ * logs are silent unless `overrides.logLevel` is set.
  * Its answers are checked against its OpenAPI document.
  */
 export async function testApp(
@@ -19,7 +20,9 @@ export async function testApp(
   deps: Partial<Pick<AppDeps, 'openWalFile'>> = {},
 ): Promise<Tally> {
   const config = loadConfig({}, { logFiles: false, flushIntervalMs: 20, wal: false, ...overrides });
-  const { logger } = createLogger({ level: 'silent', stdout: false });
+  // Silent unless a test asks for a level (the logger still writes nowhere).
+  const level = overrides.logLevel === undefined ? 'silent' : config.logLevel;
+  const { logger } = createLogger({ level, stdout: false });
   const tally = await buildApp(config, {
     store,
     logger,

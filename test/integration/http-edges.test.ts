@@ -1,7 +1,7 @@
-// The HTTP edge as a new user meets it: every answer carries x-request-id (a client's own id is
-// kept), a known path with the wrong method answers 405 with Allow, unknown paths answer a page
-// to a browser and JSON to everyone else, /favicon.ico leads to the icon, and a cursor that is
-// not one of ours is refused rather than read as "from the start".
+// The HTTP edge as a new user meets it: errors and traced requests carry x-request-id (a
+// client's own id is kept), a known path with the wrong method answers 405 with Allow, unknown
+// paths answer a page to a browser and JSON to everyone else, /favicon.ico leads to the icon,
+// and a cursor that is not one of ours is refused rather than read as "from the start".
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Tally } from '../../src/app.js';
 import { testApp } from '../helpers/app.js';
@@ -14,26 +14,71 @@ afterAll(async () => {
   await tally.close();
 });
 
-const request = (method: string, url: string, headers: Record<string, string> = {}) =>
-  tally.app.inject({ method: method as 'GET', url, headers });
+const request = (
+  method: string,
+  url: string,
+  headers: Record<string, string> = {},
+  payload?: string,
+) =>
+  tally.app.inject({
+    method: method as 'GET',
+    url,
+    headers,
+    ...(payload === undefined ? {} : { payload }),
+  });
 
 describe('request ids', () => {
-  it('names every answer with x-request-id, keeping a sane id the client sent', async () => {
-    const answers = [
-      await request('POST', '/api/v1/counters/ids/increment'),
-      await request('GET', '/api/v1/counters/ids'),
+  it('names every error, and every answer to a client that sent an id', async () => {
+    const errors = [
       await request('GET', '/api/v1/counters/bad name'),
       await request('GET', '/nope'),
+      await request('GET', '/nope', { accept: 'text/html' }),
       await request('DELETE', '/api/v1/counters'),
-      await request('GET', '/'),
+      await request(
+        'POST',
+        '/api/v1/counters/ids/increment',
+        { 'content-type': 'application/json' },
+        '{',
+      ),
     ];
-    const ids = answers.map((a) => a.headers['x-request-id']);
+    const ids = errors.map((a) => a.headers['x-request-id']);
     for (const [i, id] of ids.entries()) expect(id, String(i)).toMatch(/^[0-9a-f]{8}-[0-9a-z]+$/);
     expect(new Set(ids).size).toBe(ids.length);
     const bad = await request('GET', '/api/v1/counters/bad name');
     expect(bad.json().error.requestId).toBe(bad.headers['x-request-id']);
-    const own = await request('GET', '/api/v1/counters/ids', { 'x-request-id': 'trace-42' });
-    expect(own.headers['x-request-id']).toBe('trace-42');
+
+    for (const [method, url] of [
+      ['POST', '/api/v1/counters/ids/increment'],
+      ['GET', '/api/v1/counters/ids'],
+      ['GET', '/'],
+    ] as const) {
+      const own = await request(method, url, { 'x-request-id': 'trace-42' });
+      expect(own.statusCode, url).toBeLessThan(400);
+      expect(own.headers['x-request-id'], url).toBe('trace-42');
+      // An id it cannot use is replaced, and the answer says by which.
+      const spaced = await request(method, url, { 'x-request-id': 'two words' });
+      expect(spaced.headers['x-request-id'], url).toMatch(/^[0-9a-f]{8}-[0-9a-z]+$/);
+      // A success nobody asked to trace names nothing a log holds.
+      const plain = await request(method, url);
+      expect(plain.statusCode, url).toBeLessThan(400);
+      expect(plain.headers['x-request-id'], url).toBeUndefined();
+    }
+  });
+
+  it('names every answer when request lines are logged (debug)', async () => {
+    const debug = await testApp({ logLevel: 'debug' });
+    try {
+      const answers = [
+        await debug.app.inject({ method: 'POST', url: '/api/v1/counters/ids/increment' }),
+        await debug.app.inject({ method: 'GET', url: '/api/v1/counters/ids' }),
+      ];
+      for (const a of answers) {
+        expect(a.statusCode).toBeLessThan(400);
+        expect(a.headers['x-request-id']).toMatch(/^[0-9a-f]{8}-[0-9a-z]+$/);
+      }
+    } finally {
+      await debug.close();
+    }
   });
 });
 
