@@ -7,6 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
+  type FastifyReply,
   type FastifyRequest,
   type FastifyServerOptions,
   LogController,
@@ -108,16 +109,16 @@ export function createHttpServer(
   // onSend, not onResponse: onResponse brings back the per-response listeners and clock reads
   // that `logger: false` saves. A callback hook, not async: an async hook costs a promise and a
   // microtask per request.
-  // The same hook names the answer (see `namesAnswer`) and, on public routes
+  // The same hook names the answer (see `answerNamer`) and, on public routes
   // (`config: { cors: true }`), adds the CORS headers.
-  const named = namesAnswer(logger);
+  const nameAnswer = answerNamer(logger);
   app.addHook('onRoute', (route) => {
     const counts = metrics.requestsOf(route.url);
     const count: onSendHookHandler =
       route.config?.cors === true
         ? (request, reply, payload, done) => {
             countStatus(counts, request.method, reply.statusCode);
-            if (named(request, reply.statusCode)) reply.header('x-request-id', request.id);
+            nameAnswer(request, reply);
             const origin = request.headers.origin;
             if (origin !== undefined)
               cors.apply(origin, (name, value) => reply.header(name, value));
@@ -125,7 +126,7 @@ export function createHttpServer(
           }
         : (request, reply, payload, done) => {
             countStatus(counts, request.method, reply.statusCode);
-            if (named(request, reply.statusCode)) reply.header('x-request-id', request.id);
+            nameAnswer(request, reply);
             done(null, payload);
           };
     const own = route.onSend;
@@ -166,15 +167,18 @@ function routePattern(url: string): RegExp {
 }
 
 /**
- * Which answers carry `x-request-id`: every error (its body and log line name the same id), every
- * answer to a client that sent an id of its own (echoed, or the id that replaced an unusable one),
- * and every answer when request lines are logged (`debug`). A success nobody asked to trace
- * names nothing a log holds, and the header cost about 2% of the no-op route's instructions
- * (docs/benchmarks.md), so it goes without.
+ * Sets `x-request-id` on the answers that carry it: every error (its body and log line name the
+ * same id), every answer to a client that sent an id of its own (echoed, or the id that replaced
+ * an unusable one), and every answer when request lines are logged (`debug`). A success nobody
+ * asked to trace names nothing a log holds, and the header cost about 2% of the no-op route's
+ * instructions (docs/benchmarks.md), so it goes without.
  */
-function namesAnswer(logger: Logger): (request: FastifyRequest, status: number) => boolean {
-  if (logger.isLevelEnabled('debug')) return () => true;
-  return (request, status) => status >= 400 || request.headers['x-request-id'] !== undefined;
+function answerNamer(logger: Logger): (request: FastifyRequest, reply: FastifyReply) => void {
+  const everyAnswer = logger.isLevelEnabled('debug');
+  return (request, reply) => {
+    if (everyAnswer || reply.statusCode >= 400 || request.headers['x-request-id'] !== undefined)
+      reply.header('x-request-id', request.id);
+  };
 }
 
 /** Request ids: a random per-process prefix and a counter, unique without a random draw each. */
